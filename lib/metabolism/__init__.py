@@ -1,0 +1,1 @@
+"""Metabolic networks as bipartite graphs: simulate them, and recover their kinetics with a GNN."""

@@ -1,0 +1,243 @@
+"""Validated configuration of a metabolism run: regime (network + simulation), model, training, evaluation.
+
+Configs are YAML data. Every section forbids unknown keys, so a typo is an error that names the field
+instead of a silently ignored setting.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the offending field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NetworkConfig(_Section):
+    """The stoichiometry and the kinetic parameters of the true system."""
+
+    n_metabolites: PositiveInt = 100
+    n_reactions: PositiveInt = 256
+    n_types: PositiveInt = 2
+    aggregation: Literal["multiplicative", "additive"] = "multiplicative"
+    cycle_fraction: float = Field(1.0, ge=0.0, le=1.0, description="share of reactions in autocatalytic cycles")
+    cycle_length: int = Field(3, ge=2)
+    max_substrates: int = Field(3, ge=1, le=3)
+    max_products: int = Field(3, ge=1, le=3)
+    orders: list[PositiveInt] = Field(default_factory=lambda: [1, 2], min_length=1)
+    log_k_min: float = -2.0
+    log_k_max: float = -1.0
+    lambdas: list[float] = Field(default_factory=lambda: [0.001, 0.002], description="homeostasis rate per type")
+    baselines: list[float] = Field(default_factory=lambda: [4.0, 6.0], description="homeostatic set point per type")
+
+    @model_validator(mode="after")
+    def _check(self) -> "NetworkConfig":
+        if self.log_k_min > self.log_k_max:
+            raise ValueError("log_k_min must not exceed log_k_max")
+        if len(self.lambdas) != self.n_types or len(self.baselines) != self.n_types:
+            raise ValueError(f"lambdas and baselines need one value per type (n_types={self.n_types})")
+        if any(v < 0 for v in self.lambdas):
+            raise ValueError("lambdas must be >= 0")
+        if self.n_metabolites < 2:
+            raise ValueError("n_metabolites must be >= 2")
+        return self
+
+
+class SimulationConfig(_Section):
+    """How the true system is integrated and observed."""
+
+    dt: float = Field(0.1, gt=0, description="time between stored frames")
+    n_frames: PositiveInt = 2880
+    n_trajectories: PositiveInt = Field(1, description="independent initial conditions in the training data")
+    integrator: Literal["rk4", "euler"] = "rk4"
+    substeps: PositiveInt = Field(10, description="integrator steps per frame (1 = the reference's Euler)")
+    c_min: float = Field(1.0, ge=0)
+    c_max: float = Field(9.0, gt=0)
+    noise_std: float = Field(0.0, ge=0, description="Gaussian measurement noise added to c")
+    negative_tolerance: float = Field(1e-6, ge=0, description="a concentration below -tolerance is a blow-up")
+
+    @model_validator(mode="after")
+    def _check(self) -> "SimulationConfig":
+        if self.c_min > self.c_max:
+            raise ValueError("c_min must not exceed c_max")
+        return self
+
+
+class ModelConfig(_Section):
+    """The GNN that replaces the unknown functions."""
+
+    hidden: PositiveInt = 32
+    n_layers: PositiveInt = 3
+    embedding_dim: PositiveInt = 2
+    sub_input: Literal["log", "linear"] = Field("log", description="MLP_sub sees log c (power laws are linear) or c")
+    c_ref: float = Field(1.0, gt=0, description="gauge: MLP_sub(c_ref, s) = c_ref**s, so k is in the mass-action gauge")
+    node_scale: float = Field(0.1, gt=0, description="output scale of MLP_node")
+
+
+class TrainingConfig(_Section):
+    """Optimisation of the GNN on dc/dt."""
+
+    steps: PositiveInt = 3000
+    batch_frames: PositiveInt = 256
+    lr: float = Field(2e-3, gt=0)
+    lr_final: float = Field(1e-5, gt=0, description="cosine schedule end value")
+    k_solver: Literal["varpro", "adam"] = Field(
+        "varpro", description="varpro: k is the least-squares optimum for the current functions on each batch"
+    )
+    ridge_start: float = Field(1e-2, gt=0, description="Tikhonov weight of the k solve at step 0 (relative to mean diag)")
+    ridge_end: float = Field(1e-9, gt=0, description="Tikhonov weight once decayed")
+    ridge_decay_fraction: float = Field(0.5, gt=0, le=1)
+    k_average: float = Field(0.1, gt=0, le=1, description="step of the running k (the Tikhonov centre) towards each batch solve")
+    k_floor: float = Field(1e-6, gt=0)
+    dtype: Literal["float64", "float32"] = Field("float64", description="float64: the k solve is badly conditioned")
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    lbfgs_steps: int = Field(300, ge=0, description="L-BFGS iterations after Adam, full-batch on lbfgs_frames")
+    lbfgs_frames: PositiveInt = 1440
+    rollout_steps: int = Field(0, ge=0, description="optional multi-step rollout loss horizon (0 = off)")
+    rollout_weight: float = Field(0.1, ge=0)
+    checkpoint_every: PositiveInt = 500
+    log_every: PositiveInt = 50
+
+
+class EvaluationConfig(_Section):
+    """What a run measures after training."""
+
+    n_test_initial: PositiveInt = Field(4, description="unseen initial conditions for rollouts")
+    horizon_perturbation: float = Field(1e-3, gt=0, description="relative IC perturbation for the predictability horizon")
+    horizon_r2: float = Field(0.9, gt=0, lt=1)
+    max_horizon: PositiveInt = Field(1500, description="frames simulated to find the predictability horizon")
+    stats_steps: PositiveInt = Field(2000, description="frames beyond max_horizon for long-run statistics")
+    rollout_substeps: PositiveInt = Field(4, description="RK4 steps per frame in evaluation rollouts")
+    grid_points: PositiveInt = 200
+    outlier_threshold: float = Field(0.3, gt=0, description="|delta log10 k| above this is an outlier")
+
+
+class RunConfig(_Section):
+    """A whole run: one regime plus how it is learned and evaluated."""
+
+    regime: str = "custom"
+    description: str = ""
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    def digest(self, *sections: str) -> str:
+        """A short hash of the named sections (all if none), used to match checkpoints to configs."""
+        data = self.model_dump(mode="json")
+        if sections:
+            data = {k: data[k] for k in sections}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def regime_names() -> list[str]:
+    """Names of the regimes shipped with the package."""
+    return sorted(p.name[:-5] for p in resources.files("metabolism.regimes").iterdir() if p.name.endswith(".yaml"))
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return f"invalid config {source}:\n" + "\n".join(lines)
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` strings (values parsed as YAML) to a config dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        path, value = item.split("=", 1)
+        keys = path.strip().split(".")
+        node = data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {key} is not a section")
+        node[keys[-1]] = _parse_value(value)
+    return data
+
+
+def validate(data: dict, source: str = "") -> RunConfig:
+    """Validate a config dict, raising ConfigError that names each bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {source}: expected a mapping, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_regime(name: str) -> dict:
+    """The raw dict of a shipped regime."""
+    if name not in regime_names():
+        raise ConfigError(f"unknown regime {name!r}; shipped regimes: {', '.join(regime_names())}")
+    text = resources.files("metabolism.regimes").joinpath(f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def load_config(
+    regime: str | None = None,
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
+) -> RunConfig:
+    """Build a RunConfig from a shipped regime and/or a YAML file, then `section.key=value` overrides.
+
+    A file given together with a regime is layered on top of it (the file's keys win).
+    """
+    data: dict = {}
+    source = []
+    if regime is not None:
+        data = load_regime(regime)
+        source.append(f"regime {regime}")
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"invalid config {path}: expected a mapping at the top level")
+        data = _merge(data, loaded)
+        source.append(str(path))
+    if overrides:
+        data = apply_overrides(data, list(overrides))
+        source.append("overrides " + " ".join(overrides))
+    if seed is not None:
+        data["seed"] = seed
+    return validate(data, "(" + "; ".join(source) + ")" if source else "")
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The YAML text of a config (round-trips through load_config)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

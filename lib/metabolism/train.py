@@ -1,0 +1,239 @@
+"""Fitting the GNN to dc/dt: variable projection for k, Adam for the functions, checkpoints and resume.
+
+Given the substrate function, dc/dt is linear in k. So instead of descending on log k (badly conditioned:
+the rate constants span decades and interact through shared metabolites), k is set every few steps to
+the least-squares optimum for the current MLP_sub and MLP_node, while Adam trains the MLPs and the
+embeddings on the dc/dt error. At the least-squares optimum the gradient of the loss with respect to the
+functions is the partial gradient at fixed k (variable projection), so the two steps cooperate.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import RunConfig, TrainingConfig
+from .io import atomic_path
+from .model import MetabolismGNN
+from .simulate import _step
+
+
+class CheckpointMismatch(RuntimeError):
+    """A checkpoint made with a different configuration than the one asked for."""
+
+
+@dataclass
+class TrainingData:
+    """Frames flattened over trajectories: c and dc/dt of shape (F, n); `traj` holds (B, T, n) for rollouts."""
+
+    c: torch.Tensor
+    dcdt: torch.Tensor
+    traj: torch.Tensor
+    dt: float
+
+    @classmethod
+    def from_arrays(cls, c: np.ndarray, dcdt: np.ndarray, dt: float, device: torch.device,
+                    dtype: torch.dtype = torch.float64) -> "TrainingData":
+        c3 = c if c.ndim == 3 else c[None]
+        d3 = dcdt if dcdt.ndim == 3 else dcdt[None]
+        t = torch.as_tensor(c3, dtype=dtype, device=device)
+        return cls(c=t.reshape(-1, t.shape[-1]),
+                   dcdt=torch.as_tensor(d3, dtype=dtype, device=device).reshape(-1, t.shape[-1]),
+                   traj=t, dt=dt)
+
+
+def stoichiometry_matrix(model: MetabolismGNN, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Dense S (n, m) from the model's reaction -> metabolite edges."""
+    S = torch.zeros(model.n, model.m, dtype=dtype, device=model.stoich_coeff.device)
+    S[model.stoich_index[1], model.stoich_index[0]] = model.stoich_coeff.to(dtype)
+    return S
+
+
+def normal_equations(phi: torch.Tensor, r: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """G, b of min_k sum_t |r_t - S diag(k) phi_t|^2: G = (Phi^T Phi) o (S^T S), b = sum_t phi_t o (S^T r_t)."""
+    return (phi.T @ phi) * (S.T @ S), (phi * (r @ S)).sum(0)
+
+
+def _solve(G: torch.Tensor, b: torch.Tensor, ridge: float, k0: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """argmin_k k^T G k - 2 b^T k + ridge * mean(diag G) * |k - k0|^2 (Tikhonov towards k0)."""
+    mu = ridge * torch.diagonal(G).mean()
+    eye = torch.eye(G.shape[0], dtype=G.dtype, device=G.device)
+    return torch.linalg.solve(G + mu * eye, b + mu * k0)
+
+
+def solve_rate_constants(model: MetabolismGNN, data: TrainingData, n_frames: int | None = None,
+                         floor: float = 1e-6, ridge: float = 1e-10) -> torch.Tensor:
+    """Least-squares k for the current functions on `n_frames` evenly spaced frames (all if None), in float64.
+
+    Clipped below at `floor` (rates are positive). Returns k; does not modify the model.
+    """
+    n_all = data.c.shape[0]
+    idx = torch.linspace(0, n_all - 1, min(n_frames or n_all, n_all), device=data.c.device).long()
+    S = stoichiometry_matrix(model)
+    G = torch.zeros(model.m, model.m, dtype=torch.float64, device=data.c.device)
+    b = torch.zeros(model.m, dtype=torch.float64, device=data.c.device)
+    with torch.no_grad():
+        for chunk in idx.split(256):
+            c = data.c[chunk]
+            dG, db = normal_equations(model.phi(c).double(), (data.dcdt[chunk] - model.node_term(c)).double(), S)
+            G += dG
+            b += db
+        k = _solve(G, b, ridge)
+    return k.clamp_min(floor).to(data.c.dtype)
+
+
+def varpro_prediction(model: MetabolismGNN, c: torch.Tensor, dcdt: torch.Tensor, S: torch.Tensor,
+                      ridge: float, k0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """dc/dt with k at its (Tikhonov-regularised) least-squares optimum on this batch, and that k.
+
+    Differentiable through the solve, so the functions get the variable-projection gradient.
+    """
+    phi = model.phi(c)
+    node = model.node_term(c)
+    G, b = normal_equations(phi, dcdt - node, S)
+    k = _solve(G, b, ridge, k0)
+    return node + (k * phi) @ S.T, k
+
+
+def ridge_schedule(cfg: TrainingConfig, step: int) -> float:
+    """Geometric decay from ridge_start to ridge_end over the first `ridge_decay_fraction` of training.
+
+    Early on the substrate function is nearly constant, the normal equations are rank-deficient, and a
+    strong pull towards the running k keeps the solve well-posed; at the end the solve is essentially exact.
+    """
+    frac = min(step / max(cfg.ridge_decay_fraction * cfg.steps, 1), 1.0)
+    return cfg.ridge_start * (cfg.ridge_end / cfg.ridge_start) ** frac
+
+
+def _rollout_loss(model: MetabolismGNN, data: TrainingData, steps: int, batch: int, gen: torch.Generator) -> torch.Tensor:
+    """Mean squared error of a differentiable RK4 rollout of `steps` frames against the data."""
+    B, T, _ = data.traj.shape
+    b = torch.randint(0, B, (batch,), generator=gen, device="cpu").to(data.c.device)
+    t0 = torch.randint(0, T - steps, (batch,), generator=gen, device="cpu").to(data.c.device)
+    c = data.traj[b, t0]
+    err = 0.0
+    for s in range(1, steps + 1):
+        c = _step(model, c, data.dt, "rk4")
+        err = err + ((c - data.traj[b, t0 + s]) ** 2).mean()
+    return err / steps / data.traj.var()
+
+
+def _lr_lambda(cfg: TrainingConfig):
+    ratio = cfg.lr_final / cfg.lr
+
+    def f(step: int) -> float:
+        frac = min(step / max(cfg.steps, 1), 1.0)
+        return ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+
+    return f
+
+
+def checkpoint_digest(cfg: RunConfig) -> str:
+    return cfg.digest("network", "simulation", "model", "training") + f"-{cfg.seed}"
+
+
+def _function_params(model: MetabolismGNN, cfg: TrainingConfig) -> list[torch.nn.Parameter]:
+    return [p for name, p in model.named_parameters() if not (name == "log_k" and cfg.k_solver == "varpro")]
+
+
+def _batch_loss(model: MetabolismGNN, c: torch.Tensor, dcdt: torch.Tensor, S: torch.Tensor, var: torch.Tensor,
+                cfg: TrainingConfig, ridge: float, k_step: float) -> torch.Tensor:
+    """Normalised dc/dt error on a batch; in varpro mode also moves log k towards the batch optimum."""
+    if cfg.k_solver != "varpro":
+        return ((model(c) - dcdt) ** 2).mean() / var
+    pred, k = varpro_prediction(model, c, dcdt, S, ridge, model.k.detach())
+    with torch.no_grad():
+        model.log_k.lerp_(k.clamp_min(cfg.k_floor).log(), k_step)
+    return ((pred - dcdt) ** 2).mean() / var
+
+
+def train(
+    model: MetabolismGNN,
+    data: TrainingData,
+    cfg: RunConfig,
+    checkpoint: Path | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Train in place; resume from `checkpoint` when it exists. Returns the loss log.
+
+    Two phases: `steps` of Adam on random batches of frames (cosine learning rate), then `lbfgs_steps` of
+    L-BFGS on a fixed set of `lbfgs_frames` evenly spaced frames, which polishes the functions to the
+    precision the rate constants need. A final least-squares solve on all frames sets log k.
+    """
+    tc = cfg.training
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    params = _function_params(model, tc)
+    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tc))
+    lbfgs = torch.optim.LBFGS(params, lr=1.0, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
+    start, log = 0, []
+    digest = checkpoint_digest(cfg)
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=data.c.device, weights_only=False)
+        if state["digest"] != digest:
+            raise CheckpointMismatch(
+                f"checkpoint {checkpoint} was made with another configuration (digest {state['digest']}, "
+                f"this run {digest}); use a new output directory or delete the checkpoint"
+            )
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        lbfgs.load_state_dict(state["lbfgs"])
+        gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        start, log = state["step"], state["log"]
+
+    def save(step: int) -> None:
+        if checkpoint is not None:
+            _save(checkpoint, {"step": step, "model": model.state_dict(), "opt": opt.state_dict(),
+                               "sched": sched.state_dict(), "lbfgs": lbfgs.state_dict(), "gen": gen.get_state(),
+                               "torch_rng": torch.get_rng_state(), "log": log, "digest": digest})
+
+    var = data.dcdt.var()
+    n_frames = data.c.shape[0]
+    S = stoichiometry_matrix(model, data.c.dtype)
+    total_steps = tc.steps + tc.lbfgs_steps
+    bar = tqdm(range(start, total_steps), initial=start, total=total_steps, disable=not progress, desc="train",
+               mininterval=1.0)
+    fixed = torch.linspace(0, n_frames - 1, min(tc.lbfgs_frames, n_frames), device=data.c.device).long()
+    for step in bar:
+        if step < tc.steps:
+            idx = torch.randint(0, n_frames, (tc.batch_frames,), generator=gen).to(data.c.device)
+            loss = _batch_loss(model, data.c[idx], data.dcdt[idx], S, var, tc, ridge_schedule(tc, step), tc.k_average)
+            if tc.rollout_steps > 0:
+                loss = loss + tc.rollout_weight * _rollout_loss(model, data, tc.rollout_steps, 8, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+            opt.step()
+            sched.step()
+            phase = "adam"
+        else:
+            def closure() -> torch.Tensor:
+                lbfgs.zero_grad(set_to_none=True)
+                value = _batch_loss(model, data.c[fixed], data.dcdt[fixed], S, var, tc, tc.ridge_end, 1.0)
+                value.backward()
+                return value
+
+            loss = lbfgs.step(closure)
+            phase = "lbfgs"
+        done = step + 1
+        if done % tc.log_every == 0 or done in (tc.steps, total_steps):
+            log.append({"step": done, "phase": phase, "loss": loss.item()})
+            bar.set_postfix(loss=f"{loss.item():.2e}", phase=phase)
+        if done % tc.checkpoint_every == 0 or done in (tc.steps, total_steps):
+            save(done)
+    if tc.k_solver == "varpro":
+        with torch.no_grad():
+            model.log_k.copy_(solve_rate_constants(model, data, floor=tc.k_floor, ridge=tc.ridge_end).log())
+    return log
+
+
+def _save(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)

@@ -1,0 +1,231 @@
+"""Validated configuration of a GDSS run: data, SDEs, score networks, training and sampling.
+
+Configs are YAML (``molgen/configs/<name>.yaml`` or any path). Every section forbids unknown keys, so a typo is
+an error that names the field; ``--set section.key=value`` overrides are applied before validation.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the offending field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """What the model is trained on (``molgen.data.load_dataset``)."""
+
+    dataset: Literal["qm9", "zinc250k", "moses"] = "qm9"
+    max_node_num: PositiveInt = Field(9, description="N: nodes per padded graph (must match the dataset)")
+    max_feat_num: PositiveInt = Field(4, description="F: atom types in the one-hot X (must match the dataset)")
+    adj_scale: Literal["raw", "unit"] = Field("raw", description="A as bond orders 0..3 (GDSS) or divided by 3")
+    batch_size: PositiveInt = 1024
+    split_path: str | None = Field(None, description="test split file; None = the default (GDSS's) split")
+    limit: PositiveInt | None = Field(None, description="keep only the first `limit` train / test molecules")
+    split_seed: int = 42
+
+
+class SDEConfig(_Section):
+    """One forward SDE in GDSS's notation: for VE, beta_min/beta_max are sigma_min/sigma_max."""
+
+    type: Literal["VP", "VE", "subVP"] = "VE"
+    beta_min: float = Field(0.1, gt=0)
+    beta_max: float = Field(1.0, gt=0)
+    num_scales: PositiveInt = 1000
+
+    @model_validator(mode="after")
+    def _check(self) -> "SDEConfig":
+        if self.beta_min >= self.beta_max:
+            raise ValueError("beta_min must be smaller than beta_max")
+        return self
+
+
+class SDEPair(_Section):
+    x: SDEConfig = Field(default_factory=SDEConfig)
+    adj: SDEConfig = Field(default_factory=SDEConfig)
+
+
+class ModelConfig(_Section):
+    """GDSS's ScoreNetworkX (depth, nhid) and ScoreNetworkA (the rest)."""
+
+    x: Literal["ScoreNetworkX"] = "ScoreNetworkX"
+    adj: Literal["ScoreNetworkA"] = "ScoreNetworkA"
+    conv: Literal["GCN"] = "GCN"
+    num_heads: PositiveInt = 4
+    depth: PositiveInt = 2
+    adim: PositiveInt = 16
+    nhid: PositiveInt = 16
+    num_layers: int = Field(3, ge=2)
+    num_linears: PositiveInt = 3
+    c_init: PositiveInt = 2
+    c_hid: PositiveInt = 8
+    c_final: PositiveInt = 4
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        for name in ("adim", "nhid"):
+            if getattr(self, name) % self.num_heads:
+                raise ValueError(f"{name}={getattr(self, name)} must be divisible by num_heads={self.num_heads}")
+        return self
+
+
+class TrainConfig(_Section):
+    num_epochs: PositiveInt = 300
+    lr: float = Field(5e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    lr_schedule: bool = True
+    lr_decay: float = Field(0.999, gt=0, le=1, description="ExponentialLR gamma, stepped once per epoch")
+    ema: float = Field(0.999, ge=0, le=1)
+    grad_norm: float = Field(1.0, gt=0)
+    eps: float = Field(1e-5, gt=0, lt=1, description="t ~ U[eps, T]")
+    reduce_mean: bool = False
+    test_loss: bool = Field(True, description="evaluate the test loss with the EMA weights every epoch (GDSS)")
+    max_batches: PositiveInt | None = Field(None, description="cap on batches per epoch (quick runs)")
+    compile: bool = Field(False, description="torch.compile the score networks")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads of the fused kernels (None: torch's count)")
+    torch_threads: int | None = Field(
+        1, ge=1, description="torch intra-op threads when the fused kernels run (None: leave torch's setting)")
+
+
+class SamplerConfig(_Section):
+    """GDSS's sampler and sample sections (sample_qm9.yaml / sample_zinc250k.yaml)."""
+
+    predictor: Literal["Reverse", "Euler", "None", "S4"] = "Reverse"
+    corrector: Literal["Langevin", "None"] = "Langevin"
+    snr: float = Field(0.2, gt=0)
+    scale_eps: float = Field(0.7, ge=0)
+    n_steps: PositiveInt = 1
+    probability_flow: bool = False
+    noise_removal: bool = True
+    eps: float = Field(1e-4, gt=0, lt=1)
+    use_ema: bool = False
+    batch_size: PositiveInt = 2500
+    seed: int = 42
+
+
+class RunConfig(_Section):
+    name: str = "custom"
+    description: str = ""
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataConfig = Field(default_factory=DataConfig)
+    sde: SDEPair = Field(default_factory=SDEPair)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+
+    def digest(self, *sections: str) -> str:
+        data = self.model_dump(mode="json")
+        if sections:
+            data = {k: data[k] for k in sections}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Keys that may differ between a checkpoint and the config that resumes it (they do not change what has
+# been trained so far): everything else must match.
+RESUMABLE_KEYS = ("name", "description", "device", "train.num_epochs", "train.test_loss", "train.compile",
+                  "train.num_threads", "train.torch_threads", "sampler.")
+
+
+def config_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("molgen.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return f"invalid config {source}:\n" + "\n".join(lines)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` strings (values parsed as YAML) to a config dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        path, value = item.split("=", 1)
+        keys = path.strip().split(".")
+        node = data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {key} is not a section")
+        node[keys[-1]] = yaml.safe_load(value)
+    return data
+
+
+def validate(data: dict, source: str = "") -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {source}: expected a mapping, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def read_config_dict(name_or_path: str | Path) -> tuple[dict, str]:
+    """The raw dict of a shipped config (by name) or of a YAML file (by path)."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        data, source = yaml.safe_load(p.read_text()) or {}, str(p)
+    else:
+        name = str(name_or_path)
+        if name not in config_names():
+            raise ConfigError(f"unknown config {name!r}; shipped configs: {', '.join(config_names())}")
+        data = yaml.safe_load(resources.files("molgen.configs").joinpath(f"{name}.yaml").read_text()) or {}
+        source = f"config {name}"
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {source}: expected a mapping at the top level")
+    return data, source
+
+
+def load_config(name_or_path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """A RunConfig from a shipped config name or a YAML path (or the defaults), then overrides."""
+    data, source = read_config_dict(name_or_path) if name_or_path is not None else ({}, "defaults")
+    if overrides:
+        data = apply_overrides(data, list(overrides))
+        source += " with overrides " + " ".join(overrides)
+    return validate(data, f"({source})")
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(a: RunConfig | dict, b: RunConfig | dict, ignore=RESUMABLE_KEYS) -> list[str]:
+    """``key: a -> b`` for every flattened key that differs, except keys starting with an ``ignore`` prefix."""
+    fa = flatten(a.model_dump(mode="json") if isinstance(a, RunConfig) else a)
+    fb = flatten(b.model_dump(mode="json") if isinstance(b, RunConfig) else b)
+    diffs = []
+    for key in sorted(set(fa) | set(fb)):
+        if any(key == p or (p.endswith(".") and key.startswith(p)) for p in ignore):
+            continue
+        if fa.get(key, "<missing>") != fb.get(key, "<missing>"):
+            diffs.append(f"{key}: {fa.get(key, '<missing>')!r} -> {fb.get(key, '<missing>')!r}")
+    return diffs

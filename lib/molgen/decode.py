@@ -1,0 +1,253 @@
+"""Decode generated dense graphs ``(X, A, flags)`` into RDKit molecules, GDSS-style.
+
+Steps for each graph (following GDSS's ``utils/mol_utils.py`` and ``quantize_mol``):
+
+1. Atoms: node ``i`` is an atom iff ``flags[i] > 0.5`` and ``max_f X[i, f] > atom_threshold``
+   (default 0.5: GDSS binarizes ``X > 0.5`` and drops nodes with no channel on); its element
+   is ``vocab[argmax_f X[i, f]]``.  ``flags=None`` means every node is flagged.
+2. Bonds: ``A`` (raw scale 0..3; ``adj_mode="unit"`` multiplies by 3 first) is quantized with
+   GDSS's boundaries: ``A < 0.5`` -> none, ``[0.5, 1.5)`` -> single, ``[1.5, 2.5)`` -> double,
+   ``>= 2.5`` -> triple.  No absolute value is taken (GDSS sets negative entries to "no bond").
+   The lower triangle ``A[i, j], i > j`` is read (the sampler's output is symmetric).
+3. Bonds are added row by row; after each one, if RDKit reports a valence violation whose
+   first offending atom is N, O or S exceeding its neutral valence (3, 2, 2) by exactly one,
+   that atom gets formal charge +1 (GDSS's ``construct_mol``).
+4. Valid without correction = at least one atom and no RDKit valence violation now.
+5. Correction (``correct=True``, GDSS's ``correct_mol``): while RDKit reports a violation, take
+   its first offending atom, pick its highest-order bond (ties: first in RDKit's bond list)
+   and lower it by one order (a single bond is removed).
+6. Fragments: the canonical SMILES is split on ``.`` and the longest fragment string is kept
+   (GDSS's ``valid_mol_can_with_seg``; ``largest_fragment=False`` keeps all), then re-parsed
+   with ``Chem.MolFromSmiles`` (so the molecule is sanitized and aromatic).  A graph whose
+   result cannot be parsed, or that has no atom, decodes to ``None``.
+
+With ``correct=False`` a graph that is not valid before correction decodes to ``None``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+from rdkit import Chem, RDLogger
+
+from .data import ATOM_VOCAB, unscale_adjacency
+
+RDLogger.DisableLog("rdApp.*")
+
+# Thresholds on the raw 0..3 scale (GDSS quantize_mol).
+BOND_THRESHOLDS = (0.5, 1.5, 2.5)
+ATOM_THRESHOLD = 0.5
+# Neutral valences used by GDSS's charge rule and as a fast "certainly valid" bound.
+ATOM_VALENCY = {"C": 4, "N": 3, "O": 2, "F": 1, "P": 3, "S": 2, "Cl": 1, "Br": 1, "I": 1}
+_BOND_TYPES = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE}
+_CHARGE_RULE_ELEMENTS = {7, 8, 16}  # N, O, S
+_ATOMIC_NUM = {s: Chem.GetPeriodicTable().GetAtomicNumber(s) for s in ATOM_VALENCY}
+_DEFAULT_VALENCE_BY_Z = {_ATOMIC_NUM[s]: v for s, v in ATOM_VALENCY.items()}
+
+
+class DecodeResult(NamedTuple):
+    mols: list  # list[Chem.Mol | None], one per input graph
+    valid_wo_correction: list  # list[bool], one per input graph
+
+    @property
+    def n_valid_wo_correction(self) -> int:
+        return int(sum(self.valid_wo_correction))
+
+
+def _to_numpy(t) -> np.ndarray:
+    if isinstance(t, torch.Tensor):
+        return t.detach().cpu().to(torch.float32).numpy()
+    return np.asarray(t, dtype=np.float32)
+
+
+def quantize_bonds(A: np.ndarray) -> np.ndarray:
+    """Raw-scale adjacency -> integer bond orders 0..3 with GDSS's 0.5/1.5/2.5 boundaries."""
+    A = np.asarray(A)
+    q = np.zeros(A.shape, dtype=np.int64)
+    q[A >= BOND_THRESHOLDS[0]] = 1
+    q[A >= BOND_THRESHOLDS[1]] = 2
+    q[A >= BOND_THRESHOLDS[2]] = 3
+    return q
+
+
+def _bond_valence(atom) -> float:
+    return sum(b.GetBondTypeAsDouble() for b in atom.GetBonds())
+
+
+def _first_valence_problem(mol: Chem.RWMol, fast: bool = True):
+    """Index of the first atom RDKit rejects for valence, or ``None`` if the mol is fine.
+
+    ``fast``: skip RDKit when every atom is within its neutral default valence (always
+    accepted by RDKit); otherwise ask RDKit (the same check as GDSS's
+    ``SanitizeMol(..., SANITIZE_PROPERTIES)``; RDKit reports atoms in index order).
+    """
+    if fast:
+        ok = True
+        for atom in mol.GetAtoms():
+            v = _bond_valence(atom)
+            if v > _DEFAULT_VALENCE_BY_Z.get(atom.GetAtomicNum(), 0):
+                ok = False
+                break
+        if ok:
+            return None
+    for p in Chem.DetectChemistryProblems(mol):
+        if p.GetType() == "AtomValenceException":
+            return p.GetAtomIdx()
+    return None
+
+
+def _construct(atom_syms: Sequence[str], bonds: np.ndarray) -> Chem.RWMol:
+    """GDSS construct_mol: add atoms, then bonds in row-major order of the lower triangle,
+    charging N/O/S by +1 when the first valence violation is exactly one above neutral."""
+    mol = Chem.RWMol()
+    zs = [_ATOMIC_NUM[s] for s in atom_syms]
+    for z in zs:
+        mol.AddAtom(Chem.Atom(z))
+    default = [_DEFAULT_VALENCE_BY_Z[z] for z in zs]
+    val = [0] * len(zs)
+    over = 0  # number of atoms above their neutral default valence (only then ask RDKit)
+    rows, cols = np.nonzero(bonds)
+    for start, end in zip(rows.tolist(), cols.tolist()):
+        if start <= end:
+            continue
+        k = int(bonds[start, end])
+        mol.AddBond(start, end, _BOND_TYPES[k])
+        for a in (start, end):
+            before = val[a] > default[a]
+            val[a] += k
+            over += int(val[a] > default[a]) - int(before)
+        if over == 0:
+            continue
+        idx = _first_valence_problem(mol, fast=False)
+        if idx is None:
+            continue
+        an = zs[idx]
+        if an in _CHARGE_RULE_ELEMENTS and val[idx] - _DEFAULT_VALENCE_BY_Z[an] == 1:
+            mol.GetAtomWithIdx(idx).SetFormalCharge(1)
+    return mol
+
+
+def _correct(mol: Chem.RWMol) -> Chem.RWMol:
+    """GDSS correct_mol: lower the highest-order bond of the first offending atom until valid."""
+    for _ in range(10_000):  # each step lowers the total bond order: terminates long before
+        idx = _first_valence_problem(mol)
+        if idx is None:
+            break
+        queue = [
+            (int(b.GetBondType()), b.GetBeginAtomIdx(), b.GetEndAtomIdx())
+            for b in mol.GetAtomWithIdx(idx).GetBonds()
+        ]
+        if not queue:  # cannot happen for valence errors; avoid looping forever
+            break
+        queue.sort(key=lambda t: t[0], reverse=True)  # stable: ties keep RDKit's order
+        order, start, end = queue[0]
+        mol.RemoveBond(start, end)
+        if order - 1 >= 1:
+            mol.AddBond(start, end, _BOND_TYPES[order - 1])
+    return mol
+
+
+def _finalize(mol: Chem.RWMol, largest_fragment: bool):
+    """GDSS valid_mol_can_with_seg: canonical SMILES, keep the longest fragment, re-parse."""
+    try:
+        mol.UpdatePropertyCache(strict=False)
+        smi = Chem.MolToSmiles(mol, isomericSmiles=True)
+    except Exception:
+        return None
+    if not smi:
+        return None
+    if largest_fragment and "." in smi:
+        frags = sorted(smi.split("."), key=len, reverse=True)  # stable: first longest
+        smi = frags[0]
+    return Chem.MolFromSmiles(smi)
+
+
+def graph_to_mol(atom_syms: Sequence[str], bonds: np.ndarray, correct: bool = True, largest_fragment: bool = True):
+    """Decode one graph given atom symbols and an integer bond-order matrix over those atoms.
+
+    Returns ``(mol_or_None, valid_without_correction)``.
+    """
+    if len(atom_syms) == 0:
+        return None, False
+    mol = _construct(atom_syms, bonds)
+    valid = _first_valence_problem(mol) is None
+    if not valid:
+        if not correct:
+            return None, False
+        mol = _correct(mol)
+    return _finalize(mol, largest_fragment), valid
+
+
+def graphs_to_mols(
+    X,
+    A,
+    flags=None,
+    dataset: str = "qm9",
+    correct: bool = True,
+    *,
+    adj_mode: str = "raw",
+    atom_threshold: float | None = ATOM_THRESHOLD,
+    largest_fragment: bool = True,
+    vocab: Sequence[str] | None = None,
+) -> DecodeResult:
+    """Decode a batch: ``X`` (B, N, F), ``A`` (B, N, N), ``flags`` (B, N) or ``None``.
+
+    Returns ``DecodeResult(mols, valid_wo_correction)`` (a tuple): one RDKit mol or ``None``
+    per graph, and whether each graph was valid before any correction.  See the module
+    docstring for the thresholds and steps.
+    """
+    vocab = list(vocab) if vocab is not None else ATOM_VOCAB[dataset]
+    Xn = _to_numpy(X)
+    if isinstance(A, torch.Tensor):
+        A = unscale_adjacency(A.detach().cpu().to(torch.float32), adj_mode)
+    else:
+        A = unscale_adjacency(torch.as_tensor(np.asarray(A, dtype=np.float32)), adj_mode)
+    An = A.numpy()
+    if Xn.ndim != 3 or An.ndim != 3:
+        raise ValueError(f"expected X (B,N,F) and A (B,N,N), got {Xn.shape} and {An.shape}")
+    B, N, F = Xn.shape
+    if F != len(vocab):
+        raise ValueError(f"X has {F} channels but the {dataset} vocabulary has {len(vocab)} atoms")
+    exists = np.ones((B, N), dtype=bool)
+    if flags is not None:
+        exists &= _to_numpy(flags) > 0.5
+    if atom_threshold is not None:
+        exists &= Xn.max(-1) > atom_threshold
+    types = Xn.argmax(-1)
+    Q = quantize_bonds(An)
+    mols, valid = [], []
+    for b in range(B):
+        idx = np.nonzero(exists[b])[0]
+        syms = [vocab[t] for t in types[b, idx]]
+        bonds = Q[b][np.ix_(idx, idx)]
+        mol, ok = graph_to_mol(syms, bonds, correct=correct, largest_fragment=largest_fragment)
+        mols.append(mol)
+        valid.append(bool(ok))
+    return DecodeResult(mols, valid)
+
+
+def mols_to_smiles(mols, canonical: bool = True) -> list:
+    """Canonical SMILES per molecule (``None`` stays ``None``)."""
+    out = []
+    for m in mols:
+        if m is None:
+            out.append(None)
+            continue
+        try:
+            out.append(Chem.MolToSmiles(m, canonical=canonical))
+        except Exception:
+            out.append(None)
+    return out
+
+
+__all__ = [
+    "ATOM_THRESHOLD",
+    "BOND_THRESHOLDS",
+    "DecodeResult",
+    "graph_to_mol",
+    "graphs_to_mols",
+    "mols_to_smiles",
+    "quantize_bonds",
+]

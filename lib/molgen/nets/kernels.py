@@ -1,0 +1,332 @@
+"""Build, load and call the fused CPU kernels of ``gmh_kernel.cpp`` (GCN propagation + graph multi-head attention).
+
+The C++ file is compiled once with the system C++ compiler into a shared library cached under
+``$MOLGEN_KERNEL_CACHE`` (default ``~/.cache/molgen/kernels``), keyed by the source, the compiler flags and
+the machine, and called through ctypes; no Python or torch headers are needed. ctypes releases the GIL, so a
+batch is split over ``torch.get_num_threads()`` Python threads. If no compiler is available (or
+``MOLGEN_KERNELS=0``), ``available()`` is False and the networks use their pure-PyTorch path.
+
+``gmh(X, W, bias, E, attn_dim, out_dim, heads, scale)`` is differentiable in X, W, bias and E.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("gmh_kernel.cpp")
+FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno", "-fno-trapping-math", "-fno-strict-aliasing"]
+
+_lib = None
+_lib_error: str | None = None
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_num_threads: int | None = None
+
+
+def set_num_threads(n: int | None) -> None:
+    """Threads the kernels split a batch over (None: ``torch.get_num_threads()`` at each call). They are
+    Python threads running GIL-free C++, independent of torch's intra-op (OpenMP) threads, so torch can be
+    kept at one thread for the many tiny ops (OpenMP barriers are costly on a busy machine)."""
+    global _num_threads
+    _num_threads = None if n is None else max(1, int(n))
+
+
+def get_num_threads() -> int:
+    return _num_threads if _num_threads is not None else torch.get_num_threads()
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("MOLGEN_KERNEL_CACHE", Path.home() / ".cache" / "molgen" / "kernels"))
+
+
+def _cpu_id() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return hashlib.sha256(line.encode()).hexdigest()[:12]
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def build(verbose: bool = False) -> Path:
+    """Compile the kernels (if not cached) and return the path of the shared library."""
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (g++, c++ or clang++)")
+    src = SOURCE.read_bytes()
+    key = hashlib.sha256(src + " ".join([cxx] + FLAGS).encode() + _cpu_id().encode()).hexdigest()[:16]
+    out = _cache_dir() / f"gmh_{key}.so"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so")
+    os.close(fd)
+    try:
+        cmd = [cxx, *FLAGS, str(SOURCE), "-o", tmp]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"compiling {SOURCE.name} failed:\n{' '.join(cmd)}\n{res.stderr[-2000:]}")
+        if verbose:
+            print(" ".join(cmd))
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def _load():
+    global _lib, _lib_error
+    if _lib is not None or _lib_error is not None:
+        return _lib
+    with _lock:
+        if _lib is not None or _lib_error is not None:
+            return _lib
+        if os.environ.get("MOLGEN_KERNELS", "1") == "0":
+            _lib_error = "disabled by MOLGEN_KERNELS=0"
+            return None
+        try:
+            lib = ctypes.CDLL(str(build()))
+            p, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+            lib.gmh_forward.argtypes = [p, p, p, p, p, p, i64, i64, i32, i32, i32, i32, i32, i32, f32]
+            lib.gmh_forward.restype = None
+            lib.gmh_backward.argtypes = [p, p, p, p, p, p, p, p, p, p, i64, i64, i32, i32, i32, i32, i32, i32, f32]
+            lib.gmh_backward.restype = None
+            lib.mlp_forward.argtypes = [p, p, i32, p, p, p, i32, p, i64, i64]
+            lib.mlp_forward.restype = None
+            lib.mlp_backward.argtypes = [p, p, i32, p, p, p, i32, p, p, p, p, i64, i64]
+            lib.mlp_backward.restype = None
+            lib.score_a_forward.argtypes = [p, p, p, p, p, p, i64, i64]
+            lib.score_a_forward.restype = None
+            lib.elu_forward.argtypes = [p, p, i64, i64]
+            lib.elu_forward.restype = None
+            lib.elu_backward.argtypes = [p, p, p, i64, i64]
+            lib.elu_backward.restype = None
+            _lib = lib
+        except Exception as e:  # no compiler, failed build, unloadable library: fall back to PyTorch
+            _lib_error = f"{type(e).__name__}: {e}"
+    return _lib
+
+
+def available() -> bool:
+    return _load() is not None
+
+
+def unavailable_reason() -> str | None:
+    _load()
+    return _lib_error
+
+
+def _chunks(b: int, min_chunk: int = 64) -> list[tuple[int, int]]:
+    n = max(1, min(get_num_threads(), b // min_chunk))
+    step = -(-b // n)
+    return [(s, min(b, s + step)) for s in range(0, b, step)]
+
+
+def _run(fn, chunks, make_args) -> None:
+    global _pool, _pool_size
+    if len(chunks) == 1:
+        fn(*make_args(0, *chunks[0]))
+        return
+    if _pool is None or _pool_size < len(chunks):
+        _pool = ThreadPoolExecutor(max_workers=len(chunks), thread_name_prefix="molgen-kernel")
+        _pool_size = len(chunks)
+    futures = [_pool.submit(fn, *make_args(k, b0, b1)) for k, (b0, b1) in enumerate(chunks)]
+    for f in futures:
+        f.result()
+
+
+def _ptr(t: torch.Tensor | None):
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+def _prep(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().contiguous().float()
+
+
+class _GMH(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, X, W, bias, E, attn_dim: int, out_dim: int, heads: int, scale: float):
+        lib = _load()
+        X, W, bias, E = _prep(X), _prep(W), _prep(bias), _prep(E)
+        b, n, f = X.shape
+        c = W.shape[1]
+        V = torch.empty(b, n, c, out_dim)
+        S = torch.empty(b, E.shape[1], c if attn_dim > 0 else 0)
+        _run(lib.gmh_forward, _chunks(b), lambda k, b0, b1: (
+            _ptr(X), _ptr(W), _ptr(bias), _ptr(E), _ptr(V), _ptr(S), b0, b1, n, f, c, attn_dim, out_dim, heads,
+            scale))
+        ctx.save_for_backward(X, W, bias, E)
+        ctx.dims = (attn_dim, out_dim, heads, scale)
+        return V, S
+
+    @staticmethod
+    def backward(ctx, dV, dS):
+        lib = _load()
+        X, W, bias, E = ctx.saved_tensors
+        attn_dim, out_dim, heads, scale = ctx.dims
+        b, n, f = X.shape
+        c = W.shape[1]
+        dV = torch.zeros(b, n, c, out_dim) if dV is None else _prep(dV)
+        if attn_dim > 0:
+            dS = torch.zeros(b, E.shape[1], c) if dS is None else _prep(dS)
+        else:
+            dS = torch.empty(0)
+        dX = torch.empty_like(X) if ctx.needs_input_grad[0] else None
+        dE = torch.empty_like(E) if ctx.needs_input_grad[3] else None
+        chunks = _chunks(b)
+        dW = torch.empty(len(chunks), *W.shape)
+        dbias = torch.empty(len(chunks), *bias.shape)
+        _run(lib.gmh_backward, chunks, lambda k, b0, b1: (
+            _ptr(X), _ptr(W), _ptr(bias), _ptr(E), _ptr(dV), _ptr(dS), _ptr(dX), _ptr(dW[k]), _ptr(dbias[k]),
+            _ptr(dE), b0, b1, n, f, c, attn_dim, out_dim, heads, scale))
+        return dX, dW.sum(0), dbias.sum(0), dE, None, None, None, None
+
+
+def gmh(X: torch.Tensor, W: torch.Tensor, bias: torch.Tensor, E: torch.Tensor, attn_dim: int, out_dim: int,
+        heads: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused multi-channel GCN (+ graph multi-head attention if ``attn_dim > 0``); see ``gmh_kernel.cpp``.
+
+    X (B, N, F), W (F, C, 2*attn_dim + out_dim), bias (C, 2*attn_dim + out_dim), E (B, N(N-1)/2, C) ->
+    V (B, N, C, out_dim) and S (B, N(N-1)/2, C) (last axis empty without attention). Differentiable in X, W,
+    bias and E (gradients are only computed for inputs that require them).
+    """
+    return _GMH.apply(X, W, bias, E, attn_dim, out_dim, heads, scale)
+
+
+class _ELU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        lib = _load()
+        x = _prep(x)
+        y = torch.empty_like(x)
+        n = x.numel()
+        _run(lib.elu_forward, _chunks(n, 1 << 16), lambda k, a, b: (_ptr(x), _ptr(y), a, b))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        lib = _load()
+        (y,) = ctx.saved_tensors
+        dy = _prep(dy)
+        dx = torch.empty_like(y)
+        _run(lib.elu_backward, _chunks(y.numel(), 1 << 16), lambda k, a, b: (_ptr(y), _ptr(dy), _ptr(dx), a, b))
+        return dx
+
+
+def elu(x: torch.Tensor) -> torch.Tensor:
+    """ELU (alpha = 1) with a vectorised exp; the same function as ``torch.nn.functional.elu`` to ~1e-7."""
+    return _ELU.apply(x)
+
+
+def _ptr_array(tensors) -> ctypes.Array:
+    return (ctypes.c_void_p * len(tensors))(*[None if t is None else t.data_ptr() for t in tensors])
+
+
+class _MLP(torch.autograd.Function):
+    """GDSS's MLP (Linear, ELU, ..., Linear) on the concatenation of ``n_in`` inputs, fused per row block."""
+
+    @staticmethod
+    def forward(ctx, n_in: int, *tensors):
+        lib = _load()
+        ins, params = tensors[:n_in], tensors[n_in:]
+        lead = ins[0].shape[:-1]
+        rows = ins[0].numel() // ins[0].shape[-1]
+        ins = [_prep(t).reshape(rows, t.shape[-1]) for t in ins]
+        weights, biases = params[0::2], params[1::2]
+        wt = torch.cat([_prep(w).t().reshape(-1) for w in weights])
+        bs = torch.cat([_prep(b) for b in biases])
+        dims = [sum(t.shape[1] for t in ins)] + [w.shape[0] for w in weights]
+        dims_c = (ctypes.c_int * len(dims))(*dims)
+        widths = (ctypes.c_int * n_in)(*[t.shape[1] for t in ins])
+        y = torch.empty(rows, dims[-1])
+        in_ptrs = _ptr_array(ins)
+        _run(lib.mlp_forward, _chunks(rows, 256), lambda k, a, b: (
+            in_ptrs, widths, n_in, _ptr(wt), _ptr(bs), dims_c, len(weights), _ptr(y), a, b))
+        ctx.save_for_backward(*ins, wt, bs)
+        ctx.meta = (n_in, dims, lead)
+        return y.reshape(*lead, dims[-1])
+
+    @staticmethod
+    def backward(ctx, dy):
+        lib = _load()
+        n_in, dims, lead = ctx.meta
+        saved = ctx.saved_tensors
+        ins, wt, bs = saved[:n_in], saved[n_in], saved[n_in + 1]
+        rows = ins[0].shape[0]
+        dy = _prep(dy).reshape(rows, dims[-1])
+        dins = [torch.empty_like(t) if ctx.needs_input_grad[1 + i] else None for i, t in enumerate(ins)]
+        chunks = _chunks(rows, 256)
+        dwt = torch.empty(len(chunks), wt.numel())
+        dbs = torch.empty(len(chunks), bs.numel())
+        dims_c = (ctypes.c_int * len(dims))(*dims)
+        widths = (ctypes.c_int * n_in)(*[t.shape[1] for t in ins])
+        in_ptrs, din_ptrs = _ptr_array(ins), _ptr_array(dins)
+        _run(lib.mlp_backward, chunks, lambda k, a, b: (
+            in_ptrs, widths, n_in, _ptr(wt), _ptr(bs), dims_c, len(dims) - 1, _ptr(dy), din_ptrs, _ptr(dwt[k]),
+            _ptr(dbs[k]), a, b))
+        dwt, dbs = dwt.sum(0), dbs.sum(0)
+        grads = []
+        wo = bo = 0
+        for i in range(len(dims) - 1):
+            fin, fout = dims[i], dims[i + 1]
+            grads.append(dwt[wo:wo + fin * fout].reshape(fin, fout).t())
+            grads.append(dbs[bo:bo + fout])
+            wo += fin * fout
+            bo += fout
+        dins = [None if d is None else d.reshape(*lead, d.shape[-1]) for d in dins]
+        return (None, *dins, *grads)
+
+
+def mlp(inputs: list[torch.Tensor], linears) -> torch.Tensor:
+    """GDSS's MLP (ELU between ``linears``) applied to the concatenation of ``inputs`` along the last axis."""
+    params = []
+    for lin in linears:
+        params += [lin.weight, lin.bias]
+    return _MLP.apply(len(inputs), *inputs, *params)
+
+
+def _mlp_spec(mlp) -> tuple[list[int], list[torch.Tensor]]:
+    dims = [mlp.linears[0].in_features] + [lin.out_features for lin in mlp.linears]
+    params = []
+    for lin in mlp.linears:
+        params += [lin.weight.detach().t().reshape(-1), lin.bias.detach().reshape(-1)]
+    return [len(mlp.linears), *dims], params
+
+
+def score_a_forward(net, x: torch.Tensor, adj: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
+    """ScoreNetworkA's whole forward in one fused call (inference only: no autograd)."""
+    lib = _load()
+    x, adj, flags = _prep(x), _prep(adj), _prep(flags)
+    b, n, f0 = x.shape
+    spec = [n, f0, net.c_init, len(net.layers), net.layers[0].num_heads]
+    params: list[torch.Tensor] = []
+    for layer in net.layers:
+        spec += [layer.c_in, layer.attn_dim, layer.out_dim, layer.qkv.in_dim, layer.c_out]
+        params += [layer.qkv.weight.detach().reshape(-1), layer.qkv.bias.detach().reshape(-1)]
+        for mlp in (layer.mlp, layer.multi_channel):
+            sp, pr = _mlp_spec(mlp)
+            spec += sp
+            params += pr
+    sp, pr = _mlp_spec(net.final)
+    spec += sp
+    params += pr
+    spec_t = torch.tensor(spec, dtype=torch.int32)
+    params_t = torch.cat(params).float().contiguous()
+    out = torch.empty(b, n, n)
+    _run(lib.score_a_forward, _chunks(b), lambda k, b0, b1: (
+        _ptr(spec_t), _ptr(params_t), _ptr(x), _ptr(adj), _ptr(flags), _ptr(out), b0, b1))
+    return out

@@ -1,0 +1,107 @@
+"""The notebooks of the site: discovery, declared dependencies, execution order, parameter names.
+
+A notebook declares what it needs in its metadata, `{"paper": {"depends": ["simulate"]}}`; a dependency is
+executed first and its cache key is part of the dependent's key. Without declarations notebooks run in
+alphabetical order.
+"""
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+INJECTED = ("profile", "results_path", "work_dir")
+"""Parameters the runner passes to every notebook on top of the profile's; each parameters cell defines them."""
+
+
+class NotebookError(ValueError):
+    """A notebook set that cannot be executed as declared (unknown dependency, cycle, bad parameters cell)."""
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """One source notebook: its stem, path, cells (as JSON dicts) and declared dependencies."""
+
+    stem: str
+    path: Path
+    cells: tuple[dict, ...]
+    depends: tuple[str, ...]
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Notebook":
+        """Read a notebook file (plain JSON; outputs are ignored everywhere in this package)."""
+        path = Path(path)
+        data = json.loads(path.read_text(encoding="utf-8"))
+        meta = data.get("metadata", {}).get("paper", {})
+        depends = meta.get("depends", [])
+        if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
+            raise NotebookError(f"{path.name}: metadata.paper.depends must be a list of notebook stems")
+        return cls(stem=path.stem, path=path, cells=tuple(data.get("cells", [])), depends=tuple(depends))
+
+    def code(self) -> list[str]:
+        """The source of every code cell."""
+        return [_source(c) for c in self.cells if c.get("cell_type") == "code"]
+
+    def parameter_names(self) -> set[str]:
+        """Names assigned at top level in the cell tagged `parameters`; error if there is no such cell."""
+        for cell in self.cells:
+            if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+                try:
+                    tree = ast.parse(_source(cell))
+                except SyntaxError as err:
+                    raise NotebookError(f"{self.path.name}: parameters cell does not parse: {err}") from None
+                names: set[str] = set()
+                for node in tree.body:
+                    targets = node.targets if isinstance(node, ast.Assign) else (
+                        [node.target] if isinstance(node, ast.AnnAssign) else [])
+                    names.update(t.id for t in targets if isinstance(t, ast.Name))
+                return names
+        raise NotebookError(f"{self.path.name}: no code cell tagged 'parameters'")
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def discover(notebooks_dir: str | Path) -> dict[str, Notebook]:
+    """The notebooks directly in `notebooks_dir` (not in subfolders), by stem."""
+    return {p.stem: Notebook.read(p) for p in sorted(Path(notebooks_dir).glob("*.ipynb"))}
+
+
+def execution_order(notebooks: dict[str, Notebook]) -> list[str]:
+    """Stems in dependency order, ties broken alphabetically; raises NotebookError on unknown deps or cycles."""
+    for nb in notebooks.values():
+        for dep in nb.depends:
+            if dep not in notebooks:
+                raise NotebookError(f"{nb.path.name} depends on {dep!r}, which is not a notebook here")
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(stem: str, chain: list[str]) -> None:
+        if state.get(stem) == "done":
+            return
+        if state.get(stem) == "active":
+            raise NotebookError("dependency cycle: " + " -> ".join(chain + [stem]))
+        state[stem] = "active"
+        for dep in sorted(notebooks[stem].depends):
+            visit(dep, chain + [stem])
+        state[stem] = "done"
+        order.append(stem)
+
+    for stem in sorted(notebooks):
+        visit(stem, [])
+    return order
+
+
+def with_dependencies(notebooks: dict[str, Notebook], stems: list[str]) -> set[str]:
+    """`stems` and everything they depend on, transitively."""
+    out: set[str] = set()
+    todo = list(stems)
+    while todo:
+        stem = todo.pop()
+        if stem not in out:
+            out.add(stem)
+            todo.extend(notebooks[stem].depends)
+    return out

@@ -1,0 +1,99 @@
+"""Configs (validation, overrides, GDSS values) and the command line (train, sample, evaluate)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from molgen import cli
+from molgen.config import ConfigError, config_differences, config_names, load_config
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_unknown_key_is_an_error_naming_the_field(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("model:\n  nhidd: 16\n")
+    with pytest.raises(ConfigError, match=r"model\.nhidd: unknown key"):
+        load_config(p)
+    with pytest.raises(ConfigError, match=r"train\.lrr: unknown key"):
+        load_config("qm9_gdss", ["train.lrr=0.1"])
+    with pytest.raises(ConfigError, match=r"sde\.x\.type"):
+        load_config("qm9_gdss", ["sde.x.type=XX"])
+    with pytest.raises(ConfigError, match="unknown config"):
+        load_config("no_such_config")
+
+
+def test_overrides_are_parsed_as_yaml():
+    cfg = load_config("qm9_gdss", ["train.num_epochs=3", "sampler.predictor=S4", "data.limit=100"])
+    assert cfg.train.num_epochs == 3 and cfg.sampler.predictor == "S4" and cfg.data.limit == 100
+    diffs = config_differences(load_config("qm9_gdss"), cfg)
+    assert diffs == ["data.limit: None -> 100"]  # epochs and sampler settings may change on resume
+
+
+def test_shipped_configs_have_gdss_values():
+    assert {"qm9_gdss", "zinc250k_gdss", "tiny"} <= set(config_names())
+    q = load_config("qm9_gdss")
+    assert (q.sde.x.type, q.sde.adj.type, q.sde.x.beta_min, q.sde.x.beta_max) == ("VE", "VE", 0.1, 1.0)
+    assert (q.model.num_layers, q.model.nhid, q.model.adim, q.model.c_init, q.model.c_hid, q.model.c_final) == (
+        3, 16, 16, 2, 8, 4)
+    assert (q.train.lr, q.train.ema, q.train.grad_norm, q.train.lr_decay, q.train.num_epochs) == (
+        0.005, 0.999, 1.0, 0.999, 300)
+    assert (q.sampler.snr, q.sampler.scale_eps, q.data.batch_size, q.data.max_feat_num) == (0.2, 0.7, 1024, 4)
+    z = load_config("zinc250k_gdss")
+    assert (z.sde.x.type, z.sde.adj.type, z.sde.adj.beta_min) == ("VP", "VE", 0.2)
+    assert (z.model.num_layers, z.data.max_node_num, z.data.max_feat_num, z.sampler.scale_eps) == (6, 38, 9, 0.9)
+
+
+def test_cli_reports_config_errors(capsys, tmp_path):
+    assert cli.main(["train", "--config", "tiny", "--out", str(tmp_path), "--set", "model.bogus=1"]) == 2
+    assert "model.bogus: unknown key" in capsys.readouterr().err
+
+
+def test_evaluate_passes_counts_to_the_metrics(tmp_path, monkeypatch):
+    import molgen.metrics as metrics
+
+    seen = {}
+
+    def fake(smiles, dataset=None, **kw):
+        seen.update(smiles=smiles, dataset=dataset, **kw)
+        return {"n_samples": kw["n_generated"], "validity": len(smiles) / kw["n_generated"]}
+
+    monkeypatch.setattr(metrics, "evaluate_samples", fake)
+    smi = tmp_path / "s.smi"
+    smi.write_text("CCO\nC#N\n")
+    (tmp_path / "s.smi.json").write_text(json.dumps({"n_sampled": 4, "n_valid_wo_correction": 1}))
+    assert cli.main(["evaluate", "--dataset", "qm9", "--samples", str(smi), "--out", str(tmp_path / "m.json")]) == 0
+    assert seen["smiles"] == ["CCO", "C#N"] and seen["dataset"] == "qm9"
+    assert seen["n_generated"] == 4 and seen["n_valid_wo_correction"] == 1
+    assert json.loads((tmp_path / "m.json").read_text())["validity"] == 0.5
+
+
+@pytest.mark.integration
+def test_cli_train_resume_and_sample_end_to_end(tmp_path, capsys):
+    """Tiny QM9 run through the CLI: train 1 epoch, resume to 2, sample and decode molecules."""
+    run = tmp_path / "run"
+    base = ["train", "--config", "tiny", "--out", str(run), "--quiet", "--set", "data.limit=48"]
+    assert cli.main(base + ["--set", "train.num_epochs=1"]) == 0
+    assert cli.main(base) == 0
+    log = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2] and all(r["train_x"] > 0 for r in log)
+    assert cli.main(base + ["--set", "model.nhid=16"]) == 2  # another config into the same run: refused
+    assert "model.nhid" in capsys.readouterr().err
+    out = tmp_path / "samples.smi"
+    assert cli.main(["sample", "--run", str(run), "--n", "24", "--out", str(out), "--quiet",
+                     "--set", "sampler.predictor=S4"]) == 0
+    meta = json.loads((tmp_path / "samples.smi.json").read_text())
+    assert meta["n_sampled"] == 24 and meta["sampler"]["predictor"] == "S4"
+    assert 0 <= meta["validity_wo_correction"] <= 1
+    lines = out.read_text().splitlines()
+    assert len(lines) == meta["n_smiles"] and len(lines) > 0
+    from rdkit import Chem
+
+    assert all(Chem.MolFromSmiles(s) is not None for s in lines)

@@ -1,0 +1,116 @@
+"""Training: resume continues exactly, mismatching checkpoints are refused, EMA, atomic checkpoints, logs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from molgen.config import load_config
+from molgen.train import EMA, CheckpointMismatch, Trainer, TrainData, load_checkpoint, load_run
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def synthetic_data(n_train=48, n_test=16, seed=0) -> TrainData:
+    g = torch.Generator().manual_seed(seed)
+
+    def graphs(b):
+        k = torch.randint(3, 10, (b,), generator=g)
+        flags = (torch.arange(9)[None] < k[:, None]).float()
+        x = torch.nn.functional.one_hot(torch.randint(0, 4, (b, 9), generator=g), 4).float() * flags[..., None]
+        bonds = torch.randint(1, 4, (b, 9, 9), generator=g).float() * (torch.rand(b, 9, 9, generator=g) < 0.3)
+        a = bonds.triu(1)
+        return x, (a + a.transpose(1, 2)) * flags[:, :, None] * flags[:, None, :], flags
+
+    xtr, atr, ftr = graphs(n_train)
+    xte, ate, fte = graphs(n_test)
+    return TrainData(xtr, atr, ftr, xte, ate, fte, ["C", "N", "O", "F"], {"summary": "synthetic"})
+
+
+def tiny_cfg(*overrides):
+    return load_config("tiny", ["data.batch_size=16", "train.num_epochs=2", *overrides])
+
+
+def test_resume_continues_identically(tmp_path):
+    data = synthetic_data()
+    straight = Trainer(tiny_cfg(), tmp_path / "a", data=data, progress=False)
+    straight.fit()
+    first = Trainer(tiny_cfg("train.num_epochs=1"), tmp_path / "b", data=data, progress=False)
+    first.fit()
+    assert load_checkpoint(tmp_path / "b")["epoch"] == 1
+    resumed = Trainer(tiny_cfg(), tmp_path / "b", data=data, progress=False)
+    assert resumed.epoch == 1
+    resumed.fit()
+    for net in ("net_x", "net_a"):
+        for (k, v), (k2, v2) in zip(getattr(straight, net).state_dict().items(),
+                                    getattr(resumed, net).state_dict().items()):
+            assert k == k2 and torch.equal(v, v2), k
+    for s, r in zip(straight.ema_a.shadow, resumed.ema_a.shadow):
+        assert torch.equal(s, r)
+    log_a = [json.loads(ln) for ln in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    log_b = [json.loads(ln) for ln in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log_b] == [1, 2]
+    for ra, rb in zip(log_a, log_b):
+        for key in ("train_x", "train_adj", "test_x", "test_adj", "lr"):
+            assert ra[key] == rb[key], key
+    assert straight.sched_a.get_last_lr() == resumed.sched_a.get_last_lr()
+    assert not list((tmp_path / "b").glob("*.tmp")), "temporary checkpoint files left behind"
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path):
+    data = synthetic_data()
+    Trainer(tiny_cfg("train.num_epochs=1"), tmp_path, data=data, progress=False).fit()
+    with pytest.raises(CheckpointMismatch, match=r"model\.nhid: 8 -> 16"):
+        Trainer(tiny_cfg("model.nhid=16"), tmp_path, data=data, progress=False)
+    # epochs, threads and sampler settings may change on resume
+    Trainer(tiny_cfg("train.num_epochs=3", "sampler.snr=0.1", "train.num_threads=1"), tmp_path, data=data,
+            progress=False)
+
+
+def test_data_shape_must_match_config(tmp_path):
+    with pytest.raises(ValueError, match="max_feat_num"):
+        TrainData.from_dataset(type("DS", (), {"X_train": torch.zeros(2, 9, 5), "name": "x"})(), tiny_cfg())
+
+
+def test_log_lines_after_the_checkpoint_are_dropped_on_resume(tmp_path):
+    data = synthetic_data()
+    Trainer(tiny_cfg("train.num_epochs=1"), tmp_path, data=data, progress=False).fit()
+    with open(tmp_path / "log.jsonl", "a") as f:  # as if the run died between the log and the checkpoint
+        f.write(json.dumps({"epoch": 2, "train_x": 0.0}) + "\n")
+    Trainer(tiny_cfg(), tmp_path, data=data, progress=False)
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert [json.loads(ln)["epoch"] for ln in lines] == [1]
+
+
+def test_ema_warmup_and_swap():
+    lin = torch.nn.Linear(2, 1)
+    ema = EMA(lin, decay=0.999)
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+    ema.update(lin)  # decay = min(0.999, 2/11)
+    expected = ema.shadow[0]
+    assert ema.num_updates == 1
+    with ema.swapped(lin):
+        assert torch.equal(lin.weight, expected)
+    assert torch.all(lin.weight == 1.0)
+    state = ema.state_dict()
+    other = EMA(lin, 0.5)
+    other.load_state_dict(state)
+    assert other.decay == 0.999 and torch.equal(other.shadow[0], expected)
+
+
+def test_load_run_builds_eval_networks(tmp_path):
+    data = synthetic_data()
+    Trainer(tiny_cfg("train.num_epochs=1"), tmp_path, data=data, progress=False).fit()
+    cfg, net_x, net_a, ckpt = load_run(tmp_path, use_ema=True)
+    assert not net_x.training and not net_a.training
+    assert cfg.model.nhid == 8 and ckpt["n_atoms_counts"].sum() == 48
+    ema = EMA(net_a, 0.99)
+    ema.load_state_dict(ckpt["ema_a"])
+    assert all(torch.equal(p, s) for p, s in zip(net_a.parameters(), ema.shadow))

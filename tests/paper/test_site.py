@@ -1,0 +1,115 @@
+"""The site: embeds resolve to labelled, executed cells; notebooks run with the default profile; Quarto renders."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from paper.notebooks import discover
+from paper.params import load_profile, profile_names
+from paper.publish import SITE_NAME
+from paper.runner import Project, build
+
+REPO = Path(__file__).resolve().parents[2]
+EMBED = re.compile(r"\{\{<\s*embed\s+([^#\s>]+\.ipynb)#([^\s>]+)[^>]*>\}\}")
+LABEL = re.compile(r"^#\|\s*label:\s*(\S+)\s*$", re.MULTILINE)
+SITE_PREFIX = f"notebooks/_executed/{SITE_NAME}/"
+
+
+def _pages() -> list[Path]:
+    return sorted(REPO.glob("*.qmd"))
+
+
+def _embeds() -> list[tuple[str, str, str]]:
+    """(page, notebook path as written, label) of every embed shortcode."""
+    return [(p.name, m.group(1), m.group(2)) for p in _pages() for m in EMBED.finditer(p.read_text())]
+
+
+def _cell(nb: dict, label: str) -> dict | None:
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and label in LABEL.findall("".join(cell["source"])):
+            return cell
+    return None
+
+
+def test_pages_embed_from_the_published_site_directory():
+    embeds = _embeds()
+    assert embeds, "the results page should embed notebook outputs"
+    for page, path, _ in embeds:
+        assert path.startswith(SITE_PREFIX), f"{page}: embed {path} should point into {SITE_PREFIX}"
+
+
+@pytest.mark.parametrize("page,path,label", _embeds())
+def test_embed_target_has_labelled_cell(page: str, path: str, label: str):
+    stem = Path(path).stem
+    source = REPO / "notebooks" / f"{stem}.ipynb"
+    assert source.is_file(), f"{page}: no notebook {source.name} for embed {path}"
+    assert _cell(json.loads(source.read_text()), label), f"{page}: {source.name} has no cell labelled {label}"
+
+
+@pytest.mark.parametrize("page,path,label", _embeds())
+def test_committed_executed_notebooks_have_outputs_for_every_embed(page: str, path: str, label: str):
+    stores = [d for d in (REPO / "notebooks" / "_executed").glob("*") if d.is_dir() and d.name != SITE_NAME]
+    if not stores:
+        pytest.fail("no executed notebooks in notebooks/_executed/<profile>/: run `python -m paper build`")
+    for store in stores:
+        executed = store / Path(path).name
+        assert executed.is_file(), f"{page}: {executed} missing; run `python -m paper build --profile {store.name}`"
+        cell = _cell(json.loads(executed.read_text()), label)
+        assert cell is not None and cell.get("outputs"), f"{page}: {executed.name}#{label} has no outputs"
+
+
+def test_profile_parameter_files_are_valid():
+    notebooks = discover(REPO / "notebooks")
+    assert {"default", "paper"} <= set(profile_names(REPO / "notebooks" / "params"))
+    for profile in profile_names(REPO / "notebooks" / "params"):
+        load_profile(REPO / "notebooks" / "params", profile, notebooks)
+
+
+def test_quarto_project_lists_every_page():
+    config = yaml.safe_load((REPO / "_quarto.yml").read_text())
+    pages = {p.name for p in _pages()}
+    assert set(config["project"]["render"]) == pages
+    navbar = config["website"]["navbar"]["left"]
+    linked = {item["href"] for item in navbar if "href" in item}
+    linked |= {sub["href"] for item in navbar for sub in item.get("menu", [])}
+    assert linked == pages
+    assert (REPO / config["project"]["pre-render"]).is_file()
+
+
+@pytest.mark.integration
+def test_every_notebook_executes_with_the_default_profile(tmp_path: Path):
+    project = dataclasses.replace(Project.at(REPO), executed_dir=tmp_path / "executed", work_dir=tmp_path / "runs")
+    result = build(project, "default", progress_bar=False, log=print)
+    assert all(s.status == "executed" for s in result.steps)
+    for page, path, label in _embeds():
+        executed = project.store("default") / Path(path).name
+        cell = _cell(json.loads(executed.read_text()), label)
+        assert cell is not None and cell.get("outputs"), f"{page}: {executed.name}#{label} has no outputs"
+    for stem in discover(REPO / "notebooks"):
+        results = json.loads(project.results_path("default", stem).read_text())
+        assert results["profile"] == "default"
+
+
+@pytest.mark.skipif(shutil.which("quarto") is None, reason="Quarto is not on PATH (https://quarto.org/docs/get-started/)")
+def test_quarto_renders_every_page_with_its_figures():
+    res = subprocess.run(["quarto", "render"], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "QUARTO_PYTHON": sys.executable})
+    assert res.returncode == 0, res.stderr[-3000:]
+    for page in _pages():
+        html = REPO / "_site" / page.with_suffix(".html").name
+        assert html.is_file(), f"{html} not rendered"
+        text = html.read_text()
+        for p, _, label in _embeds():
+            if p == page.name and label.startswith(("fig-", "tbl-")):
+                assert f'id="{label}"' in text, f"{html.name} does not contain {label}"
+        if any(p == page.name and label.startswith("fig-") for p, _, label in _embeds()):
+            assert "<img" in text, f"{html.name} shows no figure"
