@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 from molgen.config import load_config  # noqa: E402
 from molgen.losses import GraphScore, dsm_loss  # noqa: E402
 from molgen.nets import kernels  # noqa: E402
-from molgen.nets.gdss import set_use_kernels  # noqa: E402
 from molgen.nets.gdss_reference import reference_score_a, reference_score_x  # noqa: E402
 from molgen.sampling import make_sampler, sample_flags  # noqa: E402
 from molgen.train import EMA, build_nets, build_sdes  # noqa: E402

@@ -46,10 +46,13 @@ def main(argv: list[str] | None = None) -> int:
                         ("evaluate", "score DIR's trained model")]:
         _add_config_args(sub.add_parser(name, help=help_))
     sub.add_parser("regimes", help="list the shipped regimes")
+    _add_explore_args(sub.add_parser("explore", help="closed-loop exploration of training settings (resumes)"))
     args = parser.parse_args(argv)
     if args.command == "regimes":
         print("\n".join(regime_names()))
         return 0
+    if args.command == "explore":
+        return _explore(args)
     from . import pipeline
 
     try:
@@ -77,3 +80,77 @@ def _summary(result: dict) -> dict:
     return {"r2_log_k": rc["r2_log_k"], "n_outliers": rc["n_outliers"], "rollout_r2": ro.get("r2"),
             "horizon_steps": ro["horizon_steps"], "homeostasis": result["homeostasis"]["lambda_rel_error"],
             "timing": result["timing"], "device": result["device"]}
+
+
+def _add_explore_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--regime", help="base regime (omit to resume DIR with its stored settings)")
+    p.add_argument("--config", type=Path, help="a YAML config file layered on --regime")
+    p.add_argument("--seed", type=int, help="seed of every run")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="base override applied to every run; repeatable")
+    p.add_argument("--out", type=Path, required=True, help="exploration directory")
+    p.add_argument("--budget", type=int, help="iterations in total, the default config included (default 20)")
+    p.add_argument("--budget-seconds", type=float, help="start no new round after this many seconds")
+    p.add_argument("--slots", type=int, help="configurations per round (default 4)")
+    p.add_argument("--proposer", choices=["offline", "openai", "anthropic"],
+                   help="offline = Optuna TPE + UCB tree (default); openai/anthropic read their settings from env")
+    p.add_argument("--executor", choices=["local", "dask", "serial"], help="local process pool (default), Dask, "
+                   "or serial in-process (debugging)")
+    p.add_argument("--workers", type=int, help="local pool size (default: min(slots, cores))")
+    p.add_argument("--dask-address", help="scheduler address (default with --executor dask: a LocalCluster)")
+    p.add_argument("--jobqueue", type=Path, help="YAML {kind: SLURMCluster, kwargs: {...}, jobs: N} for "
+                   "--executor dask with dask-jobqueue installed")
+    p.add_argument("--threads-per-job", type=int, help="torch threads of each run (default 1)")
+    p.add_argument("--score", dest="score_key", help="dotted metrics key to optimise (default rate_constants.r2_log_k)")
+    p.add_argument("--minimize", action="store_true", default=None, help="lower score is better")
+    p.add_argument("--ucb-c", type=float, help="UCB exploration constant (default 0.5)")
+    p.add_argument("--space", type=Path, help="YAML list of whitelist entries {key, kind, low, high, log, choices}")
+    p.add_argument("--explore-seed", type=int, help="seed of the offline proposer")
+    p.add_argument("--summary", action="store_true", help="print the summary of DIR as JSON and exit")
+    p.add_argument("--quiet", action="store_true", help="no per-iteration lines")
+
+
+def _explore(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .explore import ExploreSettings, Explorer, summarize
+
+    if args.summary:
+        print(json.dumps(summarize(args.out), indent=2, default=str))
+        return 0
+    updates = {k: v for k, v in {
+        "budget": args.budget, "budget_seconds": args.budget_seconds, "slots": args.slots,
+        "proposer": args.proposer, "executor": args.executor, "workers": args.workers,
+        "dask_address": args.dask_address, "ucb_c": args.ucb_c, "explore_seed": args.explore_seed,
+        "threads_per_job": args.threads_per_job}.items()
+        if v is not None}
+    identity = {k: v for k, v in {"score_key": args.score_key,
+                                   "maximize": False if args.minimize else None}.items() if v is not None}
+    try:
+        if args.jobqueue is not None:
+            updates["jobqueue"] = yaml.safe_load(args.jobqueue.read_text())
+        if args.space is not None:
+            specs = yaml.safe_load(args.space.read_text())
+            identity["space"] = specs.get("params") if isinstance(specs, dict) else specs
+        if args.regime is None and args.config is None:
+            if args.overrides or args.seed is not None or identity:
+                raise ConfigError("--set/--seed/--score/--minimize/--space need --regime or --config "
+                                  "(they fix a new exploration)")
+            settings = None
+        else:
+            settings = ExploreSettings.for_regime(args.regime, args.config, args.overrides, args.seed,
+                                                  **identity, **updates)
+        explorer = Explorer(args.out, settings, updates=updates, report=None if args.quiet else print)
+        result = explorer.run()
+    except KeyboardInterrupt:
+        print(f"interrupted: run the same command (or --out {args.out} alone) to resume", file=sys.stderr)
+        return 130
+    except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    best, default = result["best"], result["default"]
+    print(json.dumps({"out": str(args.out), "counts": result["counts"],
+                      "default_score": default and default["score"], "best_iteration": best and best["iteration"],
+                      "best_score": best and best["score"], "best_changes": best and best["changes_vs_default"]},
+                     indent=2, default=str))
+    return 0

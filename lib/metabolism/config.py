@@ -102,6 +102,9 @@ class TrainingConfig(_Section):
     dtype: Literal["float64", "float32"] = Field("float64", description="float64: the k solve is badly conditioned")
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
+    node_warmup_fraction: float = Field(
+        0.3, ge=0, le=1, description="share of the Adam steps trained without MLP_node, so that the per-metabolite "
+        "node term cannot absorb the reaction dynamics before the reaction term has taken shape")
     lbfgs_steps: int = Field(300, ge=0, description="L-BFGS iterations after Adam, full-batch on lbfgs_frames")
     lbfgs_frames: PositiveInt = 1440
     rollout_steps: int = Field(0, ge=0, description="optional multi-step rollout loss horizon (0 = off)")

@@ -189,6 +189,13 @@ def rollout_figure(run_dir: str | Path, n_show: int = 4) -> Figure:
         color = TYPE_COLORS[k % len(TYPE_COLORS)]
         ax.plot(t, true[:, i], color=color, lw=1.4, label="true" if k == 0 else None)
         ax.plot(t, learned[:, i], "--", color=color, lw=1.2, label="learned" if k == 0 else None)
+    lo, hi = float(np.nanmin(true)), float(np.nanmax(true))
+    pad = 0.25 * (hi - lo or 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
+    finite = learned[np.isfinite(learned)]
+    if finite.size < learned.size or (finite.size and (finite.max() > hi + pad or finite.min() < lo - pad)):
+        ax.text(0.01, 0.98, "the learned rollout leaves the range shown", transform=ax.transAxes,
+                fontsize=8, va="top", color="0.3")
     horizon = float(f["horizon_steps"])
     if 0 < horizon * float(f["rollout_dt"]) <= t[-1]:
         ax.axvline(horizon * float(f["rollout_dt"]), color="grey", ls=":", label="predictability horizon")
@@ -226,20 +233,19 @@ def _metric(metrics: dict[str, Any], path: Sequence[str]) -> float:
 
 
 def metrics_table(run_dirs: Sequence[str | Path]):
-    """One row per run (indexed by seed) and rows for the mean and standard deviation over runs.
-
-    Per-type lists (homeostasis errors) are averaged over types.
+    """One row per metric and one column per run (named by seed), plus the mean and standard deviation
+    over runs when there are several. Per-type lists (homeostasis errors) are averaged over types.
     """
     import pandas as pd
 
-    rows = {}
+    columns = {}
     for d in run_dirs:
         m = load_metrics(d)
-        rows[f"seed {m.get('seed', Path(d).name)}"] = {name: _metric(m, path) for name, path in METRIC_COLUMNS.items()}
-    df = pd.DataFrame.from_dict(rows, orient="index")
-    if len(df) > 1:
-        df.loc["mean"] = df.iloc[: len(rows)].mean()
-        df.loc["std"] = df.iloc[: len(rows)].std(ddof=1)
+        columns[f"seed {m.get('seed', Path(d).name)}"] = {name: _metric(m, path) for name, path in METRIC_COLUMNS.items()}
+    df = pd.DataFrame(columns)
+    if len(columns) > 1:
+        runs = df[list(columns)]
+        df["mean"], df["std"] = runs.mean(axis=1), runs.std(axis=1, ddof=1)
     return df
 
 

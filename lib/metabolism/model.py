@@ -38,6 +38,8 @@ class SubstrateFunction(nn.Module):
     def __init__(self, hidden: int, n_layers: int, c_ref: float, use_log: bool, c_scale: float = 5.0):
         super().__init__()
         self.net = mlp(2, hidden, n_layers)
+        nn.init.zeros_(self.net[-1].weight)  # start from the constant function c_ref**s: no built-in shape
+        nn.init.zeros_(self.net[-1].bias)
         self.c_ref, self.use_log, self.c_scale = c_ref, use_log, c_scale
 
     def _g(self, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -109,6 +111,7 @@ class MetabolismGNN(nn.Module):
         self.node_mlp = mlp(1 + cfg.embedding_dim, cfg.hidden, cfg.n_layers)
         self.log_k = nn.Parameter(torch.full((m,), -1.5 * math.log(10)))
         self.c_scale, self.node_scale = c_scale, cfg.node_scale
+        self.node_enabled = True  # training switches the node term off during its warm-up
 
     @property
     def k(self) -> torch.Tensor:
@@ -116,6 +119,8 @@ class MetabolismGNN(nn.Module):
 
     def node_term(self, c: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
         """MLP_node(c_i, a_i) for c of shape (B, n)."""
+        if not self.node_enabled:
+            return torch.zeros_like(c)
         a = self.embedding if embedding is None else embedding
         x = torch.cat([(c / self.c_scale).unsqueeze(-1), a.expand(c.shape[0], -1, -1)], dim=-1)
         return self.node_scale * self.node_mlp(x).squeeze(-1)

@@ -202,6 +202,7 @@ def train(
                mininterval=1.0)
     fixed = torch.linspace(0, n_frames - 1, min(tc.lbfgs_frames, n_frames), device=data.c.device).long()
     for step in bar:
+        model.node_enabled = step >= tc.node_warmup_fraction * tc.steps
         if step < tc.steps:
             idx = torch.randint(0, n_frames, (tc.batch_frames,), generator=gen).to(data.c.device)
             loss = _batch_loss(model, data.c[idx], data.dcdt[idx], S, var, tc, ridge_schedule(tc, step), tc.k_average)
@@ -228,6 +229,7 @@ def train(
             bar.set_postfix(loss=f"{loss.item():.2e}", phase=phase)
         if done % tc.checkpoint_every == 0 or done in (tc.steps, total_steps):
             save(done)
+    model.node_enabled = True
     if tc.k_solver == "varpro":
         with torch.no_grad():
             model.log_k.copy_(solve_rate_constants(model, data, floor=tc.k_floor, ridge=tc.ridge_end).log())

@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--only", nargs="+", metavar="NOTEBOOK_STEM", help="build these notebooks and their dependencies")
     b.add_argument("--no-render", action="store_true", help="skip the Quarto step")
     b.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bar")
+    b.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per kernel (OMP_NUM_THREADS); 1 is fastest for the default profile on a busy CPU")
     for name, text in (("status", "report which notebooks are up to date"),
                        ("publish", "copy executed notebooks to notebooks/_executed/site/")):
         s = sub.add_parser(name, help=text)
@@ -69,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             t0 = time.monotonic()
-            p = build(project, args.profile, force=args.force, only=args.only, progress_bar=not args.no_progress)
+            p = build(project, args.profile, force=args.force, only=args.only, progress_bar=not args.no_progress,
+                      threads=args.threads)
             ran = sum(s.status == "executed" for s in p.steps)
             print(f"{ran} of {len(p.steps)} notebooks executed, {len(p.steps) - ran} up to date "
                   f"({time.monotonic() - t0:.0f} s); outputs in {project.rel(project.store(args.profile))}/")

@@ -188,23 +188,29 @@ def detect_device() -> str:
 
 
 @contextmanager
-def _pythonpath(lib_dir: Path) -> Iterator[None]:
-    """Put `lib_dir` first on PYTHONPATH for kernels started inside the block."""
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(lib_dir)] + ([old] if old else []))
+def _kernel_env(lib_dir: Path, threads: int | None) -> Iterator[None]:
+    """Environment of kernels started inside the block: `lib_dir` first on PYTHONPATH and, when `threads`
+    is given, OMP_NUM_THREADS / MKL_NUM_THREADS set to it."""
+    old = {k: os.environ.get(k) for k in ("PYTHONPATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(lib_dir)] + ([old["PYTHONPATH"]] if old["PYTHONPATH"] else []))
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def execute_notebook(source: Path, output: Path, parameters: dict[str, Any], cwd: Path, lib_dir: Path,
-                     failed_dir: Path, progress_bar: bool = True, kernel: str = "python3") -> None:
+                     failed_dir: Path, progress_bar: bool = True, kernel: str = "python3",
+                     threads: int | None = None) -> None:
     """Run `source` with papermill into a temporary file next to `output`, then rename it to `output`.
 
+    The kernel runs in `cwd` with `lib_dir` first on its path (and `threads` CPU threads when given).
     On failure the partial notebook is moved to `failed_dir/<name>` and BuildError is raised.
     """
     import papermill as pm
@@ -214,7 +220,7 @@ def execute_notebook(source: Path, output: Path, parameters: dict[str, Any], cwd
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with _pythonpath(lib_dir):
+        with _kernel_env(lib_dir, threads):
             pm.execute_notebook(str(source), str(tmp), parameters=parameters, kernel_name=kernel,
                                 cwd=str(cwd), progress_bar=progress_bar, log_output=False)
     except BaseException as err:
@@ -234,12 +240,13 @@ def execute_notebook(source: Path, output: Path, parameters: dict[str, Any], cwd
 
 
 def build(project: Project, profile: str = "default", force: bool = False, only: list[str] | None = None,
-          progress_bar: bool = True, log: Log = _print) -> Plan:
+          progress_bar: bool = True, threads: int | None = None, log: Log = _print) -> Plan:
     """Execute the out-of-date notebooks of `profile` (all of `only` when `force`), updating the manifest.
 
     `only` restricts the build to those notebooks and their dependencies; `force` re-executes the
     notebooks named in `only` (or all) even when their key is unchanged. Returns the plan with each
-    step's status ("executed" or "skipped") and wall time.
+    step's status ("executed" or "skipped") and wall time. `threads` caps the CPU threads of the kernels
+    (on a shared CPU, idle OpenMP threads spinning for a busy core cost several times the useful work).
     """
     p = plan(project, profile, only)
     forced = set(only or [s.stem for s in p.steps]) if force else set()
@@ -269,7 +276,7 @@ def build(project: Project, profile: str = "default", force: bool = False, only:
         t0 = time.monotonic()
         try:
             execute_notebook(step.path, store / f"{step.stem}.ipynb", parameters, project.root, project.lib_dir,
-                             project.work_dir / profile / "failed", progress_bar)
+                             project.work_dir / profile / "failed", progress_bar, threads=threads)
         except BaseException:
             _restore(results, backup)
             raise
@@ -284,6 +291,7 @@ def build(project: Project, profile: str = "default", force: bool = False, only:
             "dirty": dirty,
             "device": device,
             "wall_time_s": round(step.seconds, 2),
+            "threads": threads if threads is not None else os.environ.get("OMP_NUM_THREADS"),
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "parameters": parameters,
             "results": project.rel(results) if results.is_file() else None,

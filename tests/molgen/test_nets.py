@@ -166,3 +166,17 @@ def test_fused_mlp_and_elu_match_torch():
         torch.testing.assert_close(p, q.grad, atol=1e-5, rtol=1e-5)
     z = torch.linspace(-90, 5, 1001)
     torch.testing.assert_close(kernels.elu(z), torch.nn.functional.elu(z), atol=2e-7, rtol=1e-6)
+
+
+@needs_kernels
+@pytest.mark.parametrize("shape", [(40, 9, 4, False), (21, 38, 9, True)])
+def test_fused_inference_forward_matches_gdss(shape):
+    """Without gradients ScoreNetworkA runs as one fused call; it computes GDSS's function."""
+    b, n, f, small = shape
+    x, adj, flags = random_graphs(b, n, f, seed=8)
+    _, net_a = nets(f=f, n=n, small=small)
+    with torch.no_grad():
+        out = net_a(x, adj, flags)
+        ref = reference_score_a(net_a, x, adj, flags)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+    assert torch.equal(out, out.transpose(1, 2))

@@ -57,7 +57,8 @@ def test_embed_target_has_labelled_cell(page: str, path: str, label: str):
 
 @pytest.mark.parametrize("page,path,label", _embeds())
 def test_committed_executed_notebooks_have_outputs_for_every_embed(page: str, path: str, label: str):
-    stores = [d for d in (REPO / "notebooks" / "_executed").glob("*") if d.is_dir() and d.name != SITE_NAME]
+    stores = [d for d in (REPO / "notebooks" / "_executed").iterdir()
+              if d.is_dir() and d.name != SITE_NAME and not d.name.startswith(".")]
     if not stores:
         pytest.fail("no executed notebooks in notebooks/_executed/<profile>/: run `python -m paper build`")
     for store in stores:
@@ -88,7 +89,7 @@ def test_quarto_project_lists_every_page():
 @pytest.mark.integration
 def test_every_notebook_executes_with_the_default_profile(tmp_path: Path):
     project = dataclasses.replace(Project.at(REPO), executed_dir=tmp_path / "executed", work_dir=tmp_path / "runs")
-    result = build(project, "default", progress_bar=False, log=print)
+    result = build(project, "default", progress_bar=False, threads=1, log=print)
     assert all(s.status == "executed" for s in result.steps)
     for page, path, label in _embeds():
         executed = project.store("default") / Path(path).name
@@ -113,3 +114,19 @@ def test_quarto_renders_every_page_with_its_figures():
                 assert f'id="{label}"' in text, f"{html.name} does not contain {label}"
         if any(p == page.name and label.startswith("fig-") for p, _, label in _embeds()):
             assert "<img" in text, f"{html.name} shows no figure"
+
+
+PY_CELL = re.compile(r"^```\{python\}\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+@pytest.mark.parametrize("page", [p.name for p in _pages() if PY_CELL.search(p.read_text())])
+def test_page_code_cells_run_on_the_published_results(page: str, tmp_path: Path, monkeypatch, capsys):
+    store = REPO / "notebooks" / "_executed" / "default"
+    if not (store / "manifest.json").is_file():
+        pytest.fail("no executed default-profile notebooks: run `python -m paper build`")
+    shutil.copytree(store, tmp_path / "notebooks" / "_executed" / SITE_NAME)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for code in PY_CELL.findall((REPO / page).read_text()):
+        exec(compile(code, page, "exec"), namespace)
+    assert capsys.readouterr().out.strip(), f"{page}: its cells printed nothing"

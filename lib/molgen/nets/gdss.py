@@ -1,22 +1,23 @@
 """GDSS score networks (Jo, Lee, Hwang 2022): ScoreNetworkX (dense GCNs) and ScoreNetworkA (graph multi-head
-attention over adjacency powers), on dense batched graphs.
+attention over adjacency powers), on dense batched graphs, with the layer sizes of GDSS's configs.
 
 Shapes: node features X (B, N, F), adjacency A (B, N, N), node flags (B, N) in {0, 1}. Like GDSS, the networks
 see no time input (the VP/sub-VP score divides the output by the marginal std, see ``losses.score_fn``).
 
-The functions are the ones of the GDSS reference code, vectorised:
+The functions are the ones of the GDSS reference code (``nets.gdss_reference`` recomputes them with GDSS's
+loop-over-channels structure from the same parameters; the tests check that they agree), computed faster:
 
-- the per-channel GCNs of a layer (one per adjacency channel, and Q, K, V of the attention) are one stacked
-  weight and one batched matmul: X W is shared by every channel, the normalised adjacencies are (B, C, N, N);
-- the edge tensors are kept channels-last (B, N, N, C), so the edge MLPs need no permutes;
-- the edge MLPs only run on the strict upper triangle of pairs (i < j). Every edge input of GDSS's network is
-  symmetric (A, its powers, the symmetrised attention maps, the symmetrised layer outputs), so
-  ``mlp(in) + mlp(in)^T = 2 mlp(in)`` is determined by the pairs i < j; diagonal entries of the hidden
-  adjacencies never reach the output (the GCNs overwrite the diagonal with self-loops and the final score
-  masks it). This halves the edge work (36 of 81 pairs on QM9) and the output is symmetric by construction.
-
-``nets.gdss_reference`` recomputes the same function with GDSS's loop-over-channels structure from the same
-parameters; the tests check that the two agree.
+- edge features live on the strict upper triangle of pairs, (B, P, C) with P = N(N-1)/2. Every edge input of
+  GDSS's network is symmetric (A, its powers, the symmetrised attention maps, the symmetrised layer outputs),
+  so ``mlp(in) + mlp(in)^T = 2 mlp(in)`` is determined by the pairs i < j; diagonal entries of the hidden
+  adjacencies never reach the output (the GCNs overwrite the diagonal with self-loops and the final score is
+  masked there). This halves the edge work (36 of 81 pairs on QM9) and the output is symmetric by
+  construction;
+- the per-channel GCNs of a layer (one per adjacency channel, each with Q, K and V) share one stacked weight;
+- on the CPU, fused C++ kernels (``nets.kernels``, built at first use with the system compiler) compute each
+  attention layer's GCNs + attention in one call, every MLP in one call (ELU inside), and at inference
+  (no gradient) the whole ScoreNetworkA forward in one call. Without a compiler, on a GPU, or with
+  ``set_use_kernels(net, False)``, the same functions run as batched PyTorch ops.
 """
 from __future__ import annotations
 
@@ -181,10 +182,10 @@ class AttentionLayer(nn.Module):
         self.scale = 1.0 / math.sqrt(conv_output_dim)
 
     def forward(self, x: Tensor, e: Tensor, dense: Tensor | None, flat: Tensor, node_mask: Tensor,
-                pair_mask: Tensor) -> tuple[Tensor, Tensor]:
+                pair_mask: Tensor, need_x: bool = True) -> tuple[Tensor | None, Tensor]:
         """x (B, N, F_in); e (B, P, C_in) pair values of the adjacency channels; dense (B, C_in, N, N) the same
         channels as matrices (None on the kernel path); node_mask (B, N, 1); pair_mask (B, P, 1).
-        Returns x (B, N, F_out) and e (B, P, C_out)."""
+        Returns x (B, N, F_out) (None if not ``need_x``) and e (B, P, C_out)."""
         b, n, _ = x.shape
         c, a, h = self.c_in, self.attn_dim, self.num_heads
         if dense is None:  # fused CPU kernel
@@ -198,8 +199,9 @@ class AttentionLayer(nn.Module):
             att = torch.tanh(torch.matmul(q, k.transpose(-1, -2)) * self.scale).mean(2)  # B, C, N, N
             # the symmetrised map (S + S^T)/2 on pairs i < j
             att_p = 0.5 * (pairs_of(att, flat) + pairs_of(att.transpose(-1, -2), flat))
-        x_out = self.multi_channel(v.reshape(b, n, c * self.out_dim))
-        x_out = torch.tanh(x_out * node_mask)
+        x_out = None
+        if need_x:
+            x_out = torch.tanh(self.multi_channel(v.reshape(b, n, c * self.out_dim)) * node_mask)
         e_out = self.mlp([att_p, e])
         return x_out, 2.0 * e_out * pair_mask
 
@@ -228,7 +230,9 @@ class ScoreNetworkA(nn.Module):
     def forward(self, x: Tensor, adj: Tensor, flags: Tensor) -> Tensor:
         b, n, _ = adj.shape
         fused = use_kernels(self, adj)
-        if fused and not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())):
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or adj.requires_grad
+                                                  or any(p.requires_grad for p in self.parameters()))
+        if fused and not needs_grad:
             return kernels.score_a_forward(self, x, adj, flags)  # inference: the whole network in one call
         flat, back = _Pairs.get(n, adj.device)
         node_mask = flags.unsqueeze(-1)
@@ -240,7 +244,8 @@ class ScoreNetworkA(nn.Module):
         e = pairs_of(dense, flat)
         es = [e]
         for i, layer in enumerate(self.layers):
-            x, e = layer(x, e, None if fused else dense, flat, node_mask, pair_mask)
+            # the last layer's node features are not used by GDSS's network: not computed
+            x, e = layer(x, e, None if fused else dense, flat, node_mask, pair_mask, need_x=i + 1 < len(self.layers))
             es.append(e)
             if not fused and i + 1 < len(self.layers):
                 dense = dense_of(e, back, n)

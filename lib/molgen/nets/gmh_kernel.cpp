@@ -102,44 +102,58 @@ Dims make_dims(int N, int F, int C, int A, int O, int H, float scale) {
 }
 
 // out[k] (+)= sum_f y[f] * w[f * stride + k] for k < D: a [1 x F] x [F x D] product per lane, with the
-// weights broadcast across lanes; blocked by 8 outputs so that the accumulators stay in registers.
+// weights broadcast across lanes; blocked by T outputs so that the accumulators stay in registers.
+template <int T>
+inline void rtm_tile(const vf* __restrict y, int F, const float* __restrict w, int stride, vf* __restrict out) {
+  vf acc[T];
+  for (int kk = 0; kk < T; ++kk) acc[kk] = out[kk];
+  for (int f = 0; f < F; ++f) {
+    const vf yf = y[f];
+    const float* wr = w + f * stride;
+    for (int kk = 0; kk < T; ++kk) acc[kk] += yf * wr[kk];
+  }
+  for (int kk = 0; kk < T; ++kk) out[kk] = acc[kk];
+}
+
 inline void row_times_matrix(const vf* __restrict y, int F, const float* __restrict w, int stride, int D,
                              vf* __restrict out) {
   int k0 = 0;
-  for (; k0 + 8 <= D; k0 += 8) {
-    vf acc[8];
-    for (int kk = 0; kk < 8; ++kk) acc[kk] = out[k0 + kk];
-    for (int f = 0; f < F; ++f) {
-      const vf yf = y[f];
-      const float* wr = w + f * stride + k0;
-      for (int kk = 0; kk < 8; ++kk) acc[kk] += yf * wr[kk];
-    }
-    for (int kk = 0; kk < 8; ++kk) out[k0 + kk] = acc[kk];
+  for (; k0 + 8 <= D; k0 += 8) rtm_tile<8>(y, F, w + k0, stride, out + k0);
+  if (k0 + 4 <= D) {
+    rtm_tile<4>(y, F, w + k0, stride, out + k0);
+    k0 += 4;
   }
-  for (; k0 < D; ++k0) {
-    vf acc = out[k0];
-    for (int f = 0; f < F; ++f) acc += y[f] * w[f * stride + k0];
-    out[k0] = acc;
+  if (k0 + 2 <= D) {
+    rtm_tile<2>(y, F, w + k0, stride, out + k0);
+    k0 += 2;
   }
+  if (k0 < D) rtm_tile<1>(y, F, w + k0, stride, out + k0);
 }
 
 // out[f] = sum_k g[k] * w[f * stride + k] for f < F (the transposed product)
+template <int T>
+inline void rtmt_tile(const vf* __restrict g, int D, const float* __restrict w, int stride, vf* __restrict out) {
+  vf acc[T] = {};
+  for (int k = 0; k < D; ++k) {
+    const vf gk = g[k];
+    for (int ff = 0; ff < T; ++ff) acc[ff] += gk * w[ff * stride + k];
+  }
+  for (int ff = 0; ff < T; ++ff) out[ff] = acc[ff];
+}
+
 inline void row_times_matrix_t(const vf* __restrict g, int D, const float* __restrict w, int stride, int F,
                                vf* __restrict out) {
   int f0 = 0;
-  for (; f0 + 8 <= F; f0 += 8) {
-    vf acc[8] = {};
-    for (int k = 0; k < D; ++k) {
-      const vf gk = g[k];
-      for (int ff = 0; ff < 8; ++ff) acc[ff] += gk * w[(f0 + ff) * stride + k];
-    }
-    for (int ff = 0; ff < 8; ++ff) out[f0 + ff] = acc[ff];
+  for (; f0 + 8 <= F; f0 += 8) rtmt_tile<8>(g, D, w + f0 * stride, stride, out + f0);
+  if (f0 + 4 <= F) {
+    rtmt_tile<4>(g, D, w + f0 * stride, stride, out + f0);
+    f0 += 4;
   }
-  for (; f0 < F; ++f0) {
-    vf acc = vf{};
-    for (int k = 0; k < D; ++k) acc += g[k] * w[f0 * stride + k];
-    out[f0] = acc;
+  if (f0 + 2 <= F) {
+    rtmt_tile<2>(g, D, w + f0 * stride, stride, out + f0);
+    f0 += 2;
   }
+  if (f0 < F) rtmt_tile<1>(g, D, w + f0 * stride, stride, out + f0);
 }
 
 // Lane-major scratch of one block (16 graphs): every element is a vector over the graphs.
@@ -308,7 +322,7 @@ void gmh_forward(const float* X, const float* W, const float* bias, const float*
   }
 }
 
-// dX and dE may be null (no gradient needed); dW [F][C][D] and dbias [C][D] are this call's partial sums.
+// dV, dX and dE may be null (no gradient); dW [F][C][D] and dbias [C][D] are this call's partial sums.
 void gmh_backward(const float* X, const float* W, const float* bias, const float* E, const float* dV,
                   const float* dS, float* dX, float* dW, float* dbias, float* dE, int64_t b0, int64_t b1, int N,
                   int F, int C, int A, int O, int H, float scale) {
@@ -328,7 +342,7 @@ void gmh_backward(const float* X, const float* W, const float* bias, const float
       vf* __restrict dhv = blk.dh.data();
       for (int x = 0; x < N * D; ++x) dhv[x] = vf{};
       float* dhf = lanes(dhv);
-      for (int l = 0; l < nb; ++l) {
+      for (int l = 0; l < (dV != nullptr ? nb : 0); ++l) {
         const float* gv = dV + (bb + l) * N * C * O;
         for (int i = 0; i < N; ++i) {
           const float* row = gv + (i * C + c) * O;
@@ -370,12 +384,23 @@ void gmh_backward(const float* X, const float* W, const float* bias, const float
         for (int k = 0; k < D; ++k) db[k] += dhv[i * D + k];
       const vf* __restrict y = blk.Y.data();
       vf* __restrict dWl = blk.dW.data();
-      for (int f = 0; f < F; ++f) {
+      for (int f = 0; f < F; ++f) {  // dW_c[f][k] += sum_i Y[i][f] dH[i][k], a register tile of 8 k's at a time
         vf* dw = dWl + (f * C + c) * D;
-        for (int i = 0; i < N; ++i) {
-          const vf yf = y[i * F + f];
-          const vf* dr = dhv + i * D;
-          for (int k = 0; k < D; ++k) dw[k] += yf * dr[k];
+        int k0 = 0;
+        for (; k0 + 8 <= D; k0 += 8) {
+          vf acc[8];
+          for (int kk = 0; kk < 8; ++kk) acc[kk] = dw[k0 + kk];
+          for (int i = 0; i < N; ++i) {
+            const vf yf = y[i * F + f];
+            const vf* dr = dhv + i * D + k0;
+            for (int kk = 0; kk < 8; ++kk) acc[kk] += yf * dr[kk];
+          }
+          for (int kk = 0; kk < 8; ++kk) dw[k0 + kk] = acc[kk];
+        }
+        for (; k0 < D; ++k0) {
+          vf acc = dw[k0];
+          for (int i = 0; i < N; ++i) acc += y[i * F + f] * dhv[i * D + k0];
+          dw[k0] = acc;
         }
       }
       vf* __restrict dYl = blk.dY.data();
@@ -519,46 +544,84 @@ void mlp_forward(const float* const* ins, const int* widths, int n_in, const flo
 void mlp_backward(const float* const* ins, const int* widths, int n_in, const float* Wt, const float* b,
                   const int* dims, int nl, const float* dY, float* const* dins, float* dWt, float* db, int64_t r0,
                   int64_t r1) {
+  // Row blocks are processed in groups of SB: first the activations and the gradients of every layer's
+  // output are computed per block, then dW and db are accumulated over the group with register tiles.
+  constexpr int SB = 8;
   MLPScratch m(dims, nl, true);
   const int out = dims[nl];
-  for (int64_t r = r0; r < r1; r += L) {
-    const int nb = static_cast<int>(r1 - r < L ? r1 - r : L);
-    m.gather(ins, widths, n_in, r, nb);
-    m.forward(Wt, b);
-    vf* g = m.g.data();
-    for (int k = 0; k < out; ++k) g[k] = vf{};
-    float* gf = lanes(g);
-    for (int l = 0; l < nb; ++l)
-      for (int k = 0; k < out; ++k) gf[k * L + l] = dY[(r + l) * out + k];
-    for (int l = nl - 1; l >= 0; --l) {
+  std::vector<int> goff(nl + 1);
+  goff[0] = 0;
+  for (int l = 0; l < nl; ++l) goff[l + 1] = goff[l] + dims[l + 1];
+  const int asz = m.aoff[nl + 1], gsz = goff[nl];
+  std::vector<vf> acts(SB * asz), gs(SB * gsz);
+  bool any_din = false;
+  for (int t = 0; t < n_in; ++t) any_din = any_din || dins[t] != nullptr;
+  for (int64_t r = r0; r < r1; r += SB * L) {
+    int nblk = 0;
+    for (; nblk < SB && r + nblk * L < r1; ++nblk) {
+      const int64_t rb = r + nblk * L;
+      const int nb = static_cast<int>(r1 - rb < L ? r1 - rb : L);
+      m.gather(ins, widths, n_in, rb, nb);
+      m.forward(Wt, b);
+      vf* act = acts.data() + nblk * asz;
+      for (int x = 0; x < asz; ++x) act[x] = m.act[x];
+      vf* gb = gs.data() + nblk * gsz;
+      vf* g = gb + goff[nl - 1];  // gradient of the last layer's output
+      for (int k = 0; k < out; ++k) g[k] = vf{};
+      float* gf = lanes(g);
+      for (int l = 0; l < nb; ++l)
+        for (int k = 0; k < out; ++k) gf[k * L + l] = dY[(rb + l) * out + k];
+      for (int l = nl - 1; l >= 0; --l) {
+        const int in = dims[l], o = dims[l + 1];
+        if (l == 0 && !any_din) break;
+        const vf* gl = gb + goff[l];
+        row_times_matrix_t(gl, o, Wt + m.woff[l], o, in, m.gp.data());
+        const vf* gp = m.gp.data();
+        if (l > 0) {
+          const vf* a = act + m.aoff[l];  // ELU output; ELU'(x) = 1 if x > 0 else ELU(x) + 1
+          vf* gprev = gb + goff[l - 1];
+          for (int f = 0; f < in; ++f) gprev[f] = a[f] > 0.0f ? gp[f] : gp[f] * (a[f] + 1.0f);
+        } else {
+          const float* gpf = lanes(gp);
+          int off = 0;
+          for (int t = 0; t < n_in; ++t) {
+            const int w = widths[t];
+            if (dins[t] != nullptr)
+              for (int l2 = 0; l2 < nb; ++l2) {
+                float* row = dins[t] + (rb + l2) * w;
+                for (int f = 0; f < w; ++f) row[f] = gpf[(off + f) * L + l2];
+              }
+            off += w;
+          }
+        }
+      }
+    }
+    for (int l = 0; l < nl; ++l) {
       const int in = dims[l], o = dims[l + 1];
       vf* dbl = m.db.data() + m.boff[l];
-      for (int k = 0; k < o; ++k) dbl[k] += g[k];
-      const vf* a = m.act.data() + m.aoff[l];
+      for (int k = 0; k < o; ++k) {
+        vf acc = dbl[k];
+        for (int q = 0; q < nblk; ++q) acc += gs[q * gsz + goff[l] + k];
+        dbl[k] = acc;
+      }
       vf* dw = m.dW.data() + m.woff[l];
       for (int f = 0; f < in; ++f) {
-        const vf af_ = a[f];
         vf* row = dw + f * o;
-        for (int k = 0; k < o; ++k) row[k] += af_ * g[k];
-      }
-      row_times_matrix_t(g, o, Wt + m.woff[l], o, in, m.gp.data());
-      vf* gp = m.gp.data();
-      if (l > 0)
-        for (int f = 0; f < in; ++f) {
-          const vf v = a[f];  // ELU output; ELU'(x) = 1 if x > 0 else ELU(x) + 1
-          g[f] = v > 0.0f ? gp[f] : gp[f] * (v + 1.0f);
+        int k0 = 0;
+        for (; k0 + 8 <= o; k0 += 8) {
+          vf acc[8];
+          for (int kk = 0; kk < 8; ++kk) acc[kk] = row[k0 + kk];
+          for (int q = 0; q < nblk; ++q) {
+            const vf a = acts[q * asz + m.aoff[l] + f];
+            const vf* g = gs.data() + q * gsz + goff[l] + k0;
+            for (int kk = 0; kk < 8; ++kk) acc[kk] += a * g[kk];
+          }
+          for (int kk = 0; kk < 8; ++kk) row[k0 + kk] = acc[kk];
         }
-      else {
-        const float* gpf = lanes(gp);
-        int off = 0;
-        for (int t = 0; t < n_in; ++t) {
-          const int w = widths[t];
-          if (dins[t] != nullptr)
-            for (int l2 = 0; l2 < nb; ++l2) {
-              float* row = dins[t] + (r + l2) * w;
-              for (int f = 0; f < w; ++f) row[f] = gpf[(off + f) * L + l2];
-            }
-          off += w;
+        for (; k0 < o; ++k0) {
+          vf acc = row[k0];
+          for (int q = 0; q < nblk; ++q) acc += acts[q * asz + m.aoff[l] + f] * gs[q * gsz + goff[l] + k0];
+          row[k0] = acc;
         }
       }
     }

@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("gmh_kernel.cpp")
-FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno", "-fno-trapping-math", "-fno-strict-aliasing"]
+FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno", "-fno-trapping-math",
+         "-fno-strict-aliasing"]
 
 _lib = None
 _lib_error: str | None = None
@@ -179,7 +180,7 @@ class _GMH(torch.autograd.Function):
         attn_dim, out_dim, heads, scale = ctx.dims
         b, n, f = X.shape
         c = W.shape[1]
-        dV = torch.zeros(b, n, c, out_dim) if dV is None else _prep(dV)
+        dV = None if dV is None else _prep(dV)  # None: V unused (GDSS's last layer), a null pointer
         if attn_dim > 0:
             dS = torch.zeros(b, E.shape[1], c) if dS is None else _prep(dS)
         else:
