@@ -5,14 +5,18 @@ sample 1,000 molecules with 1,000 steps.
 
 * Training: full steps (denoising score-matching loss of both networks, backward, gradient clipping, two Adam
   updates, two EMA updates) at batch 1024; s/epoch = median s/step x ceil(n_train / 1024), n_train = 120,803
-  (GDSS's QM9 split) unless the real data are loaded. The per-epoch EMA test loss is timed separately.
+  (GDSS's QM9 split) unless the real data are loaded (the fastest step is printed too: on a shared machine
+  the median carries the other jobs' load). The per-epoch EMA test loss is timed separately.
 * Sampling: GDSS's QM9 sampler (Reverse-diffusion predictor + Langevin corrector, two score evaluations of both
   networks per step) on 1,000 graphs; s per 1,000 samples x 1,000 steps = median s/step x 1,000, measured on
   ``--steps`` steps (extrapolated, stated in the output).
 * ``ref``: the same steps with the networks computed the way the GDSS reference code does (loop over channels,
   full N x N edge MLPs: ``molgen.nets.gdss_reference``), same parameters, same process, interleaved with ours so
-  that both see the same machine load. The GDSS reference code itself measured 94 s/epoch and 586 s/1,000
+  that both see the same machine load; ``--ref-threads`` sets its torch threads (default ``--threads``; GDSS
+  runs torch's default, all cores). The GDSS reference code itself measured 94 s/epoch and 586 s/1,000
   samples on this machine (the brief's numbers); both ratios are printed.
+* Threads: ours runs the fused kernels on ``--threads`` threads and torch's own (tiny) ops on one thread, as
+  ``molgen.train`` does by default (``train.num_threads``, ``train.torch_threads``).
 
 Data: ``--data real`` uses ``molgen.data.load_dataset("qm9")`` (graphs with their real node counts); ``random``
 (default when loading fails) draws QM9-shaped graphs: node counts from QM9's distribution, random bonds.
@@ -36,7 +40,7 @@ from molgen.losses import GraphScore, dsm_loss  # noqa: E402
 from molgen.nets import kernels  # noqa: E402
 from molgen.nets.gdss_reference import reference_score_a, reference_score_x  # noqa: E402
 from molgen.sampling import make_sampler, sample_flags  # noqa: E402
-from molgen.train import EMA, build_nets, build_sdes  # noqa: E402
+from molgen.train import EMA, build_nets, build_sdes, make_optimizer  # noqa: E402
 
 GDSS_EPOCH_S = 94.0
 GDSS_SAMPLE_S = 586.0
@@ -105,8 +109,7 @@ def main() -> int:
     torch_threads = {"ours": 1 if kernels.available() else args.threads, "ref": args.ref_threads or args.threads}
     if not args.no_ref:
         variants["ref"] = (RefNet(net_x, reference_score_x), RefNet(net_a, reference_score_a))
-    opt_x = torch.optim.Adam(net_x.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    opt_a = torch.optim.Adam(net_a.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    opt_x, opt_a = make_optimizer(net_x, cfg), make_optimizer(net_a, cfg)
     ema_x, ema_a = EMA(net_x, cfg.train.ema), EMA(net_a, cfg.train.ema)
 
     def train_step(fx, fa) -> float:
@@ -171,11 +174,13 @@ def main() -> int:
         out[name] = {
             "s_per_train_step": round(step, 4),
             "s_per_epoch_train": round(step * batches_per_epoch, 2),
+            "s_per_epoch_train_best_step": round(min(r["train"]) * batches_per_epoch, 2),
             "s_per_epoch_test_loss": round(statistics.median(r["test"]) * out["n_test_batches"], 2),
             "s_per_1000_samples_1000_steps": round(min(r["sample"]) * 1000, 1),
         }
     o = out["ours"]
-    print(f"ours: {o['s_per_epoch_train']:.1f} s/epoch (train, {batches_per_epoch} batches of 1024; "
+    print(f"ours: {o['s_per_epoch_train']:.1f} s/epoch (median step; fastest step: "
+          f"{o['s_per_epoch_train_best_step']:.1f}) (train, {batches_per_epoch} batches of 1024; "
           f"+{o['s_per_epoch_test_loss']:.1f} s EMA test loss); "
           f"{o['s_per_1000_samples_1000_steps']:.1f} s per 1,000 samples x 1,000 steps "
           f"(extrapolated from {args.steps} steps)")

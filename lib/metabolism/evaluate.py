@@ -79,7 +79,7 @@ def substrate_curves(model: MetabolismGNN, grid: np.ndarray, orders: np.ndarray)
 def cluster_accuracy(embedding: np.ndarray, types: np.ndarray, seed: int = 0) -> float:
     """Accuracy of k-means clusters of the embeddings against the types, under the best label matching."""
     n_types = int(types.max()) + 1
-    if n_types < 2:
+    if n_types < 2 or not np.isfinite(embedding).all():
         return float("nan")
     labels = KMeans(n_clusters=n_types, n_init=10, random_state=seed).fit_predict(embedding)
     conf = np.zeros((n_types, n_types))

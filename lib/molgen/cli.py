@@ -120,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=10000)
     s.add_argument("--out", required=True, help="SMILES file to write")
     s.add_argument("--seed", type=int, default=None, help="default: the config's sampler.seed")
-    s.add_argument("--num-steps", type=int, default=None, help="time steps (default: the SDE's num_scales)")
+    s.add_argument("--num-steps", type=int, default=None,
+                   help="time steps (default: the SDE's num_scales; fewer make the Reverse predictor, which steps "
+                        "between adjacent noise levels, inexact: for timing and smoke tests)")
     s.add_argument("--set", action="append", default=[], metavar="sampler.KEY=VALUE")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_sample)

@@ -93,7 +93,9 @@ class TrainConfig(_Section):
     test_loss: bool = Field(True, description="evaluate the test loss with the EMA weights every epoch (GDSS)")
     max_batches: PositiveInt | None = Field(None, description="cap on batches per epoch (quick runs)")
     compile: bool = Field(False, description="torch.compile the score networks")
-    num_threads: int | None = Field(None, ge=1, description="CPU threads of the fused kernels (None: torch's count)")
+    num_threads: int | None = Field(
+        None, ge=1, description="CPU threads of the fused kernels (None: the available cores; 1 can be faster on "
+                                "a machine busy with other jobs)")
     torch_threads: int | None = Field(
         1, ge=1, description="torch intra-op threads when the fused kernels run (None: leave torch's setting)")
 
