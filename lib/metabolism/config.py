@@ -119,7 +119,7 @@ class EvaluationConfig(_Section):
     n_test_initial: PositiveInt = Field(4, description="unseen initial conditions for rollouts")
     horizon_perturbation: float = Field(1e-3, gt=0, description="relative IC perturbation for the predictability horizon")
     horizon_r2: float = Field(0.9, gt=0, lt=1)
-    max_horizon: PositiveInt = Field(1000, description="frames simulated to find the predictability horizon")
+    max_horizon: PositiveInt = Field(2880, description="frames simulated to find the predictability horizon")
     stats_steps: PositiveInt = Field(2000, description="frames beyond max_horizon for long-run statistics")
     rollout_substeps: PositiveInt = Field(
         1, description="RK4 steps per frame in evaluation rollouts (1: within R^2 1e-6 of 10 on oscillatory)")

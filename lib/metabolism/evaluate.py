@@ -141,10 +141,11 @@ def rollout_metrics(model: MetabolismGNN, net: Network, c0: np.ndarray, dt: floa
     ref = _integrate(true_rhs, c0, total, dt, cfg.rollout_substeps, torch.float64, device, True)
     pert0 = c0 * (1 + cfg.horizon_perturbation * rng.standard_normal(c0.shape))
     pert = _integrate(true_rhs, pert0, total, dt, cfg.rollout_substeps, torch.float64, device, True)
-    horizon = max(predictability_horizon(ref, pert, cfg.horizon_r2), 1)
+    horizon = max(predictability_horizon(ref[:, : cfg.max_horizon], pert[:, : cfg.max_horizon], cfg.horizon_r2), 1)
     model_rhs = lambda c: model(c)  # noqa: E731 - the model as an ODE right-hand side
     learned = _integrate(model_rhs, c0, total, dt, cfg.rollout_substeps, p.dtype, device, False)
-    metrics: dict = {"horizon_steps": horizon, "n_initial_conditions": int(c0.shape[0])}
+    metrics: dict = {"horizon_steps": horizon, "horizon_capped": horizon >= cfg.max_horizon,
+                     "n_initial_conditions": int(c0.shape[0])}
     if learned is None or not np.isfinite(learned).all():
         metrics.update({"diverged": True, "r2": float("nan"), "pearson": float("nan")})
         return metrics, {"rollout_true": ref[0], "rollout_learned": np.full_like(ref[0], np.nan)}
