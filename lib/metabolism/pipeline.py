@@ -104,6 +104,8 @@ def train_run(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict:
               embedding=model.embedding.detach().cpu().numpy())
     write_json(out / "training_log.json", log)
     seconds = time.perf_counter() - t0
+    if log and "seconds" in log[-1]:  # a resumed run: count the earlier sessions too
+        seconds = max(seconds, log[-1]["seconds"])
     _timing(out, "train", seconds)
     return {"final_loss": log[-1]["loss"] if log else None, "seconds": seconds}
 

@@ -9,6 +9,7 @@ functions is the partial gradient at fixed k (variable projection), so the two s
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,7 +159,8 @@ def train(
     checkpoint: Path | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Train in place; resume from `checkpoint` when it exists. Returns the loss log.
+    """Train in place; resume from `checkpoint` when it exists. Returns the loss log, whose rows carry the
+    cumulative training wall time over all sessions (`seconds`).
 
     Two phases: `steps` of Adam on random batches of frames (cosine learning rate), then `lbfgs_steps` of
     L-BFGS on a fixed set of `lbfgs_frames` evenly spaced frames, which polishes the functions to the
@@ -171,7 +173,8 @@ def train(
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tc))
     lbfgs = torch.optim.LBFGS(params, lr=1.0, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
-    start, log = 0, []
+    start, log, seconds_before = 0, [], 0.0
+    t_start = time.perf_counter()
     digest = checkpoint_digest(cfg)
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=data.c.device, weights_only=False)
@@ -187,12 +190,14 @@ def train(
         gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
         start, log = state["step"], state["log"]
+        seconds_before = state.get("seconds", 0.0)
 
     def save(step: int) -> None:
         if checkpoint is not None:
             _save(checkpoint, {"step": step, "model": model.state_dict(), "opt": opt.state_dict(),
                                "sched": sched.state_dict(), "lbfgs": lbfgs.state_dict(), "gen": gen.get_state(),
-                               "torch_rng": torch.get_rng_state(), "log": log, "digest": digest})
+                               "torch_rng": torch.get_rng_state(), "log": log, "digest": digest,
+                               "seconds": seconds_before + time.perf_counter() - t_start})
 
     var = data.dcdt.var()
     n_frames = data.c.shape[0]
@@ -225,7 +230,8 @@ def train(
             phase = "lbfgs"
         done = step + 1
         if done % tc.log_every == 0 or done in (tc.steps, total_steps):
-            log.append({"step": done, "phase": phase, "loss": loss.item()})
+            log.append({"step": done, "phase": phase, "loss": loss.item(),
+                        "seconds": seconds_before + time.perf_counter() - t_start})
             bar.set_postfix(loss=f"{loss.item():.2e}", phase=phase)
         if done % tc.checkpoint_every == 0 or done in (tc.steps, total_steps):
             save(done)
