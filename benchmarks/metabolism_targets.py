@@ -31,7 +31,7 @@ def _row(m: dict) -> dict:
         "stats_std": st.get("std"), "stats_rank": st.get("activity_rank"),
         "lambda_rel": h["lambda_rel_error"], "baseline_abs": h["baseline_abs_error"],
         "sub_max_rel": m["substrate_function"]["max_rel_error"], "cluster_acc": m["embedding"]["cluster_accuracy"],
-        "wall_s": sum(m["timing"].values()),
+        "wall_s": None if None in m["timing"].values() else sum(m["timing"].values()),
     }
 
 

@@ -263,3 +263,20 @@ def summarize(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
             "std": float(np.std(finite, ddof=1)) if len(finite) > 1 else None,
         }
     return out
+
+
+def benchmark_table(paths: Sequence[str | Path]):
+    """The rows of `benchmarks/metabolism_targets.py` result files as one table, with each file's provenance."""
+    import pandas as pd
+
+    frames = []
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        frame = pd.DataFrame(data["rows"])
+        frame["overrides"] = " ".join(data.get("overrides") or []) or "defaults"
+        frame["commit"], frame["device"] = data.get("commit"), data.get("device")
+        frames.append(frame)
+    columns = ["regime", "seed", "r2_log_k", "n_outliers", "max_dlogk", "horizon", "rollout_r2", "stats_std",
+               "lambda_rel", "baseline_abs", "cluster_acc", "wall_s", "overrides", "commit", "device"]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return table[[c for c in columns if c in table]].sort_values(["regime", "seed"]).reset_index(drop=True)

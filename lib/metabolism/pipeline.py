@@ -45,7 +45,7 @@ def _dtype(cfg: RunConfig) -> torch.dtype:
     return torch.float64 if cfg.training.dtype == "float64" else torch.float32
 
 
-def _timing(out: Path, phase: str, seconds: float) -> None:
+def _timing(out: Path, phase: str, seconds: float | None) -> None:
     path = out / "timing.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data[phase] = seconds
@@ -95,6 +95,7 @@ def train_run(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict:
     net, z = load_system(out)
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
+    resumed = (out / CHECKPOINT).exists()
     model = build_model(cfg, net, z["c"])
     data = TrainingData.from_arrays(z["c"], z["dcdt"], float(z["dt"]), resolve_device(cfg.device), _dtype(cfg))
     log = train(model, data, cfg, checkpoint=out / CHECKPOINT, progress=progress)
@@ -103,9 +104,11 @@ def train_run(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict:
     write_npz(out / LEARNED, k=model.k.detach().cpu().numpy(), **{"lambda": lam}, baseline=base,
               embedding=model.embedding.detach().cpu().numpy())
     write_json(out / "training_log.json", log)
-    seconds = time.perf_counter() - t0
+    seconds: float | None = time.perf_counter() - t0
     if log and "seconds" in log[-1]:  # a resumed run: count the earlier sessions too
         seconds = max(seconds, log[-1]["seconds"])
+    elif resumed:  # a checkpoint from before training time was recorded: the total is unknown
+        seconds = None
     _timing(out, "train", seconds)
     return {"final_loss": log[-1]["loss"] if log else None, "seconds": seconds}
 

@@ -15,7 +15,6 @@ def test_small_regime_recovers_rate_constants(small_cfg, tmp_path):
     rc = metrics["rate_constants"]
     assert rc["r2_log_k"] > 0.95, rc
     assert rc["n_scored"] == small_cfg.network.n_reactions
-    assert metrics["timing"]["train"] < 60
 
 
 def test_cli_writes_the_documented_files(small_cfg, tmp_path, capsys):
