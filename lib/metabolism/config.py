@@ -105,7 +105,8 @@ class TrainingConfig(_Section):
     node_warmup_fraction: float = Field(
         0.3, ge=0, le=1, description="share of the Adam steps trained without MLP_node, so that the per-metabolite "
         "node term cannot absorb the reaction dynamics before the reaction term has taken shape")
-    lbfgs_steps: int = Field(300, ge=0, description="L-BFGS iterations after Adam, full-batch on lbfgs_frames")
+    lbfgs_steps: int = Field(
+        50, ge=0, description="L-BFGS iterations after Adam, full-batch on lbfgs_frames (300 measured no better)")
     lbfgs_frames: PositiveInt = 1440
     rollout_steps: int = Field(0, ge=0, description="optional multi-step rollout loss horizon (0 = off)")
     rollout_weight: float = Field(0.1, ge=0)
