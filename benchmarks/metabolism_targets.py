@@ -18,7 +18,8 @@ import torch
 
 from metabolism import pipeline
 from metabolism.config import load_config
-from metabolism.io import write_json
+from common.io import write_json
+from common.provenance import git_commit
 
 
 def _row(m: dict) -> dict:
@@ -65,7 +66,7 @@ def main() -> None:
             rows.append(row)
             print(" | ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
     write_json(args.out, {
-        "commit": pipeline.git_commit(), "device": str(pipeline.resolve_device()),
+        "commit": git_commit(short=True), "device": str(pipeline.resolve_device()),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads", "overrides": args.overrides,
         "rows": rows,
     })

@@ -6,7 +6,6 @@ training resumes from its checkpoint). Every file is written atomically.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,7 +14,8 @@ import torch
 
 from . import evaluate as ev
 from .config import RunConfig, dump_config, load_config
-from .io import write_json, write_npz, write_text
+from common.io import write_json, write_npz, write_text
+from common.provenance import git_commit
 from .model import MetabolismGNN
 from .network import Network, generate_network
 from .simulate import activity_rank, initial_conditions, simulate
@@ -30,15 +30,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _dtype(cfg: RunConfig) -> torch.dtype:
@@ -152,7 +143,7 @@ def evaluate_run(cfg: RunConfig, out: str | Path) -> dict:
         "regime": cfg.regime,
         "seed": cfg.seed,
         "device": str(resolve_device(cfg.device)),
-        "commit": git_commit(),
+        "commit": git_commit(short=True),
         "config_digest": cfg.digest(),
         "rate_constants": ev.rate_constant_metrics(net.k, learned["k"], ec.outlier_threshold),
         "homeostasis": ev.homeostasis_metrics(learned["lambda"], learned["baseline"], net),

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import RunConfig, TrainingConfig
-from .io import atomic_path
+from common.io import atomic_path
 from .model import MetabolismGNN
 from .simulate import _step
 

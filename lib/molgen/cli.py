@@ -3,10 +3,12 @@
     python -m molgen train --config qm9_gdss --out RUN [--set key=value ...]
     python -m molgen sample --run RUN --n 10000 --out RUN/samples.smi [--set sampler.key=value ...]
     python -m molgen evaluate --dataset qm9 --samples FILE --out FILE.json
+    python -m molgen ablation [--variants gdss can ...] [--seeds 42 43 44] [--epochs E] [--n 10000]
 
 ``train`` resumes when RUN already holds a checkpoint of the same config. ``sample`` writes one SMILES per
 line (the valid molecules after GDSS's valency correction) and ``<out>.json`` beside it with the number of
-graphs sampled, the validity without correction, the sampler settings and the time.
+graphs sampled, the validity without correction, the sampler settings and the time; with extra atom features
+(``data.atom_features``) also how often the generated features agree with the decoded molecules.
 """
 from __future__ import annotations
 
@@ -30,77 +32,31 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def sample_run(run: str | Path, n: int, overrides: list[str] | None = None, seed: int | None = None,
-               device=None, progress: bool = True, num_steps: int | None = None) -> dict:
-    """Sample ``n`` graphs from a trained run: X, A (raw bond-order scale), flags and the settings used."""
-    import torch
-
-    from .config import ConfigError
-    from .data import unscale_adjacency
-    from .losses import GraphScore
-    from .sampling import make_sampler, sample_graphs
-    from .train import build_sdes, load_run
-
-    if overrides:
-        bad = [o for o in overrides if not o.split("=", 1)[0].startswith("sampler.")]
-        if bad:
-            raise ConfigError(f"sample accepts only sampler.* overrides, got {bad}")
-    cfg, net_x, net_a, ckpt = load_run(run, device=device, sampler_overrides=overrides)
-    s = cfg.sampler
-    dev = next(net_a.parameters()).device
-    sde_x, sde_a = build_sdes(cfg)
-    sampler = make_sampler(sde_x, sde_a, predictor=s.predictor, corrector=s.corrector, snr=s.snr,
-                           scale_eps=s.scale_eps, n_steps=s.n_steps, probability_flow=s.probability_flow,
-                           denoise=s.noise_removal, eps=s.eps, num_steps=num_steps)
-    gen = torch.Generator(device=dev).manual_seed(s.seed if seed is None else seed)
-    torch.manual_seed(s.seed if seed is None else seed)
-    t0 = time.perf_counter()
-    x, adj, flags = sample_graphs(GraphScore(net_x, net_a, sde_x, sde_a), sampler, n, ckpt["n_atoms_counts"],
-                                  cfg.data.max_node_num, cfg.data.max_feat_num, batch_size=s.batch_size,
-                                  device=dev, generator=gen, progress=progress)
-    seconds = time.perf_counter() - t0
-    return {"x": x, "adj": unscale_adjacency(adj, cfg.data.adj_scale), "flags": flags, "config": cfg,
-            "vocab": ckpt["vocab"], "seconds": seconds, "epoch": ckpt["epoch"]}
-
-
 def _cmd_sample(args) -> int:
-    from .decode import graphs_to_mols, mols_to_smiles
+    from .pipeline import sample_to_file
 
-    out = Path(args.out)
-    res = sample_run(args.run, args.n, args.set, seed=args.seed, progress=not args.quiet,
-                     num_steps=args.num_steps)
-    cfg = res["config"]
-    mols, valid_wo_corr = graphs_to_mols(res["x"], res["adj"], res["flags"], dataset=cfg.data.dataset,
-                                         vocab=res["vocab"])
-    smiles = [s for s in mols_to_smiles([m for m in mols if m is not None]) if s]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(s + "\n" for s in smiles))
-    n_valid_wo = int(sum(bool(v) for v in valid_wo_corr))
-    meta = {"run": str(args.run), "epoch": res["epoch"], "n_sampled": args.n, "n_smiles": len(smiles),
-            "n_valid_wo_correction": n_valid_wo, "validity_wo_correction": n_valid_wo / max(args.n, 1),
-            "seconds": round(res["seconds"], 2), "sampler": cfg.sampler.model_dump(mode="json"),
-            "num_steps": args.num_steps or cfg.sde.adj.num_scales}
-    Path(str(out) + ".json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(json.dumps({k: meta[k] for k in ("n_sampled", "n_smiles", "validity_wo_correction", "seconds")}))
+    meta = sample_to_file(args.run, args.n, args.out, seed=args.seed, overrides=args.set,
+                          num_steps=args.num_steps, progress=not args.quiet)
+    print(json.dumps({k: meta[k] for k in ("n_sampled", "n_smiles", "validity_wo_correction", "seconds_sampling")}))
     return 0
 
 
 def _cmd_evaluate(args) -> int:
-    from .metrics import evaluate_samples
+    from common.io import write_json
 
-    samples = Path(args.samples)
-    smiles = [ln.strip() for ln in samples.read_text().splitlines() if ln.strip()]
-    meta_path = Path(str(samples) + ".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    kwargs = {}
-    if "n_sampled" in meta:
-        kwargs["n_generated"] = meta["n_sampled"]
-        kwargs["n_valid_wo_correction"] = meta["n_valid_wo_correction"]
-    result = evaluate_samples(smiles, dataset=args.dataset, **kwargs)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    from .pipeline import evaluate_file
+
+    result = evaluate_file(args.samples, args.dataset)
+    write_json(args.out, result)
     print(json.dumps(result))
+    return 0
+
+
+def _cmd_ablation(args) -> int:
+    from .ablation import run_ablation
+
+    run_ablation(args.root, args.variants, args.seeds, epochs=args.epochs, n_samples=args.n,
+                 overrides=args.set, progress=not args.quiet)
     return 0
 
 
@@ -132,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--samples", required=True)
     e.add_argument("--out", required=True)
     e.set_defaults(func=_cmd_evaluate)
+
+    from .ablation import VARIANTS
+
+    a = sub.add_parser("ablation", help="train, sample and evaluate the cell-complex ablation (resumable)")
+    a.add_argument("--root", default="data/runs/molgen/ablation", help="one run directory per variant and seed")
+    a.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    a.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
+    a.add_argument("--epochs", type=int, default=None, help="training budget of every run (default: the configs')")
+    a.add_argument("--n", type=int, default=10000, help="molecules sampled per run")
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=_cmd_ablation)
     return p
 
 

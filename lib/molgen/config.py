@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, SerializerFunctionWrapHandler, ValidationError,
+                      model_serializer, model_validator)
+
+from .features import DEFAULT_ATOM_FEATURES, AtomFeatureSpec
 
 
 class ConfigError(ValueError):
@@ -24,16 +27,46 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    """What the model is trained on (``molgen.data.load_dataset``)."""
+    """What the model is trained on (``molgen.data.load_dataset``).
+
+    ``atom_features`` lists the one-hot blocks of X (``molgen.features``; default ``["type"]``, GDSS's
+    encoding).  ``max_feat_num`` stays an explicit field, checked against the feature set's width rather
+    than derived from it: it fixes the networks' shapes, so a config that changes X's width must say so.
+    A default ``atom_features`` is left out of the dumped config, so configs, checkpoints and digests of
+    runs made before the field existed are unchanged and still compare equal.
+    """
 
     dataset: Literal["qm9", "zinc250k", "moses"] = "qm9"
     max_node_num: PositiveInt = Field(9, description="N: nodes per padded graph (must match the dataset)")
-    max_feat_num: PositiveInt = Field(4, description="F: atom types in the one-hot X (must match the dataset)")
+    max_feat_num: PositiveInt = Field(4, description="F: columns of X, the width of atom_features on the dataset")
+    atom_features: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ATOM_FEATURES),
+        description="blocks of X: type (first), then any of charge, aromatic, hybridization, num_hs, degree, ring")
     adj_scale: Literal["raw", "unit"] = Field("raw", description="A as bond orders 0..3 (GDSS) or divided by 3")
     batch_size: PositiveInt = 1024
     split_path: str | None = Field(None, description="test split file; None = the default (GDSS's) split")
     limit: PositiveInt | None = Field(None, description="keep only the first `limit` train / test molecules")
     split_seed: int = 42
+
+    @model_validator(mode="after")
+    def _check_features(self) -> "DataConfig":
+        spec = self.feature_spec  # raises on unknown, repeated or misplaced names
+        if self.max_feat_num != spec.width:
+            raise ValueError(
+                f"data.max_feat_num={self.max_feat_num} but data.atom_features {self.atom_features} on "
+                f"{self.dataset} give X {spec.width} columns ({spec.describe()}); set data.max_feat_num: {spec.width}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_features(self, handler: SerializerFunctionWrapHandler) -> dict:
+        out = handler(self)
+        if tuple(out.get("atom_features", ())) == DEFAULT_ATOM_FEATURES:
+            del out["atom_features"]
+        return out
+
+    @property
+    def feature_spec(self) -> AtomFeatureSpec:
+        return AtomFeatureSpec.build(self.atom_features, dataset=self.dataset)
 
 
 class SDEConfig(_Section):
@@ -56,11 +89,31 @@ class SDEPair(_Section):
     adj: SDEConfig = Field(default_factory=SDEConfig)
 
 
-class ModelConfig(_Section):
-    """GDSS's ScoreNetworkX (depth, nhid) and ScoreNetworkA (the rest)."""
+class CANConfig(_Section):
+    """The cell-attention score networks (``molgen.nets.can``): sizes and how the noisy graph is lifted."""
 
-    x: Literal["ScoreNetworkX"] = "ScoreNetworkX"
-    adj: Literal["ScoreNetworkA"] = "ScoreNetworkA"
+    hidden: PositiveInt = Field(24, description="width of node, edge and time states (divisible by heads)")
+    num_layers: PositiveInt = Field(3, description="CAN layers over the edges")
+    heads: PositiveInt = 4
+    gcn_depth: int = Field(2, ge=0, description="dense GCN layers over A_t in the node branch")
+    ring_features: bool = Field(False, description="2-cell attributes (size, double-bond fraction, heteroatoms)")
+    max_ring: int = Field(8, ge=3, description="longest chordless cycle lifted to a 2-cell")
+    threshold: float = Field(0.5, gt=0, description="A_t above this (in A's scale) is a bond of the lifted complex")
+
+    @model_validator(mode="after")
+    def _check(self) -> "CANConfig":
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden={self.hidden} must be divisible by heads={self.heads}")
+        return self
+
+
+class ModelConfig(_Section):
+    """The two score networks: GDSS's ScoreNetworkX (depth, nhid) and ScoreNetworkA (the GDSS fields), or the
+    cell-attention networks CANScoreX / CANScoreA configured by ``can`` (absent for GDSS-only models, and then
+    left out of the dumped config, so configs of runs made before it existed compare equal)."""
+
+    x: Literal["ScoreNetworkX", "CANScoreX"] = "ScoreNetworkX"
+    adj: Literal["ScoreNetworkA", "CANScoreA"] = "ScoreNetworkA"
     conv: Literal["GCN"] = "GCN"
     num_heads: PositiveInt = 4
     depth: PositiveInt = 2
@@ -71,13 +124,26 @@ class ModelConfig(_Section):
     c_init: PositiveInt = 2
     c_hid: PositiveInt = 8
     c_final: PositiveInt = 4
+    can: CANConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
         for name in ("adim", "nhid"):
             if getattr(self, name) % self.num_heads:
                 raise ValueError(f"{name}={getattr(self, name)} must be divisible by num_heads={self.num_heads}")
+        uses_can = self.x.startswith("CAN") or self.adj.startswith("CAN")
+        if uses_can and self.can is None:
+            self.can = CANConfig()
+        if not uses_can and self.can is not None:
+            raise ValueError("model.can is set but neither model.x nor model.adj is a CAN network")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_can(self, handler: SerializerFunctionWrapHandler) -> dict:
+        out = handler(self)
+        if out.get("can") is None:
+            out.pop("can", None)
+        return out
 
 
 class TrainConfig(_Section):

@@ -2,19 +2,24 @@
 
 A molecule with ``n`` heavy atoms becomes
 
-* ``X``: ``(max_atoms, len(vocab))`` one-hot atom types, rows ``n..max_atoms-1`` all zero
-  (padding / "virtual" nodes, as in GDSS where the virtual-node channel is dropped);
+* ``X``: ``(max_atoms, F)`` node features, rows ``n..max_atoms-1`` all zero (padding / "virtual"
+  nodes, as in GDSS where the virtual-node channel is dropped).  By default (``atom_features=
+  ["type"]``) ``X`` is the one-hot atom type, ``F = len(vocab)``, as in GDSS; other feature sets
+  append one-hot blocks (formal charge, aromaticity, hybridization, hydrogens, degree, ring size:
+  see :mod:`molgen.features`, whose :class:`AtomFeatureSpec` gives the blocks and ``F``);
 * ``A``: ``(max_atoms, max_atoms)`` symmetric bond orders 0 (none), 1, 2, 3 of the
   kekulized molecule, zero diagonal, in RDKit atom order of the parsed SMILES.
 
 Choices (stated, and reported in :class:`MolDataset`):
 
 * Hydrogens are implicit; the SMILES is kekulized (aromatic bonds become 1/2).
-* Formal charges: by default (``charges="drop"``) a charged molecule is kept and only the
-  element is encoded, which is what GDSS/MoFlow's preprocessing does (their
-  ``construct_atomic_number_array`` records the atomic number only); GDSS's decoder then
-  puts a +1 charge back on N/O/S atoms whose valence exceeds the neutral one by one.
-  ``charges="skip"`` drops such molecules instead (counted as ``charged_atom``).
+* Formal charges: without the ``charge`` feature (``charges="drop"``, the default then) a
+  charged molecule is kept and only the element is encoded, which is what GDSS/MoFlow's
+  preprocessing does (their ``construct_atomic_number_array`` records the atomic number only);
+  GDSS's decoder then puts a +1 charge back on N/O/S atoms whose valence exceeds the neutral
+  one by one.  ``charges="skip"`` drops such molecules instead (counted as ``charged_atom``).
+  With the ``charge`` feature (``charges="keep"``, the only mode allowed then) charged molecules
+  are kept with their charges (-1, 0, +1; other charges are skipped as ``unsupported_charge``).
 * Molecules that RDKit cannot parse, with an atom outside the vocabulary, with more than
   ``max_atoms`` heavy atoms or with a bond that is not single/double/triple after
   kekulization are skipped and counted by reason; loading never crashes on them.
@@ -45,14 +50,10 @@ import numpy as np
 import torch
 from rdkit import Chem, RDLogger
 
+from .features import ATOM_VOCAB, DEFAULT_ATOM_FEATURES, AtomFeatureSpec
+
 RDLogger.DisableLog("rdApp.*")
 
-ATOM_VOCAB: dict[str, list[str]] = {
-    "qm9": ["C", "N", "O", "F"],
-    "zinc250k": ["C", "N", "O", "F", "P", "S", "Cl", "Br", "I"],
-    # MOSES keeps C, N, S, O, F, Cl, Br, H (H only implicit in its SMILES).
-    "moses": ["C", "N", "O", "F", "S", "Cl", "Br"],
-}
 # Maximum number of heavy atoms per molecule (QM9 and ZINC250k as in GDSS/MoFlow; MOSES:
 # the largest molecule of molsets' train+test files has 27 heavy atoms).
 MAX_ATOMS: dict[str, int] = {"qm9": 9, "zinc250k": 38, "moses": 27}
@@ -63,7 +64,7 @@ BOND_ORDER = {
     Chem.BondType.TRIPLE: 3,
 }
 ADJ_MODES = ("raw", "unit")
-CHARGE_MODES = ("drop", "skip")
+CHARGE_MODES = ("drop", "skip", "keep")
 
 # ZINC250k: the chemical_vae CSV used by GraphNVP/MoFlow/GDSS (GDSS's data/zinc250k.csv
 # is this file with an index column).  Checksum recorded independently by several public
@@ -85,6 +86,7 @@ SKIP_REASONS = (
     "malformed_smiles",
     "out_of_vocab_atom",
     "charged_atom",
+    "unsupported_charge",
     "too_many_atoms",
     "unsupported_bond",
     "empty",
@@ -97,21 +99,97 @@ def _check_dataset(dataset: str) -> None:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(ATOM_VOCAB)}")
 
 
-def encode_smiles(smiles: str, dataset: str, charges: str = "drop"):
+def resolve_charges(charges: str | None, spec: AtomFeatureSpec) -> str:
+    """The charge mode for a feature set: ``None`` -> ``"keep"`` with the ``charge`` block, else ``"drop"``.
+
+    ``"keep"`` goes with the ``charge`` block and only with it (dropping or skipping charges the
+    model is asked to generate, or keeping charges X cannot hold, would contradict the feature set).
+    """
+    if charges is None:
+        return "keep" if "charge" in spec else "drop"
+    if charges not in CHARGE_MODES:
+        raise ValueError(f"charges must be one of {CHARGE_MODES} or None, got {charges!r}")
+    if ("charge" in spec) != (charges == "keep"):
+        raise ValueError(
+            f"charges={charges!r} does not fit atom_features {list(spec.names)}: use charges='keep' "
+            "(or None) with the 'charge' feature and 'drop'/'skip' without it"
+        )
+    return charges
+
+
+def _spec(dataset: str, atom_features: Sequence[str]) -> AtomFeatureSpec:
+    _check_dataset(dataset)
+    return AtomFeatureSpec.build(atom_features, dataset=dataset)
+
+
+def _atom_value(name: str, atom, ring_info):
+    """The category label of ``atom`` in block ``name`` (may be outside the block's categories)."""
+    if name == "charge":
+        return atom.GetFormalCharge()
+    if name == "aromatic":
+        return True if atom.GetIsAromatic() else None
+    if name == "hybridization":
+        return str(atom.GetHybridization())
+    if name == "num_hs":
+        h = atom.GetTotalNumHs()
+        return h if h < 3 else "3+"
+    if name == "degree":
+        return atom.GetDegree()
+    if name == "ring":
+        size = ring_info.MinAtomRingSize(atom.GetIdx())
+        return size if size <= 8 else "9+"
+    raise ValueError(f"no encoder for atom feature {name!r}")
+
+
+def atom_feature_indices(mol: Chem.Mol, spec: AtomFeatureSpec) -> np.ndarray:
+    """``(n_atoms, len(spec.extra_blocks))`` int8: per atom and non-type block, the hot column index
+    within the block, -1 if none.  ``mol`` must be sanitized (aromaticity, hybridization, rings)."""
+    blocks = spec.extra_blocks
+    out = np.full((mol.GetNumAtoms(), len(blocks)), -1, dtype=np.int8)
+    if not blocks:
+        return out
+    lookup = [{c: i for i, c in enumerate(b.categories)} for b in blocks]
+    ring_info = mol.GetRingInfo()
+    for atom in mol.GetAtoms():
+        for k, b in enumerate(blocks):
+            out[atom.GetIdx(), k] = lookup[k].get(_atom_value(b.name, atom, ring_info), -1)
+    return out
+
+
+def indices_to_x(types: np.ndarray, extra: np.ndarray, spec: AtomFeatureSpec, rows: int) -> np.ndarray:
+    """``(rows, spec.width)`` float32 X from per-atom type indices and non-type block indices (-1: none)."""
+    n = len(types)
+    X = np.zeros((rows, spec.width), dtype=np.float32)
+    X[np.arange(n), types] = 1.0
+    for k, b in enumerate(spec.extra_blocks):
+        idx = extra[:, k].astype(np.int64)
+        on = np.nonzero(idx >= 0)[0]
+        X[on, b.start + idx[on]] = 1.0
+    return X
+
+
+def encode_smiles(smiles: str, dataset: str, charges: str | None = None,
+                  atom_features: Sequence[str] = DEFAULT_ATOM_FEATURES):
     """Encode one SMILES.
 
     Returns ``(X, A, canonical_smiles)`` or, when the molecule is skipped, the reason
     (one of :data:`SKIP_REASONS`) as a string.
     """
-    out = _encode(smiles, dataset, charges)
-    return out if isinstance(out, str) else out[:3]
+    spec = _spec(dataset, atom_features)
+    out = _encode(smiles, dataset, resolve_charges(charges, spec), spec)
+    if isinstance(out, str):
+        return out
+    types, extra, A, canonical, _ = out
+    return indices_to_x(types, extra, spec, MAX_ATOMS[dataset]), A, canonical
 
 
-def _encode(smiles: str, dataset: str, charges: str):
-    """As :func:`encode_smiles`, plus a 4th item: whether a formal charge was dropped."""
-    _check_dataset(dataset)
-    if charges not in CHARGE_MODES:
-        raise ValueError(f"charges must be one of {CHARGE_MODES}, got {charges!r}")
+def _encode(smiles: str, dataset: str, charges: str, spec: AtomFeatureSpec):
+    """``(types, extra, A, canonical, charged)`` or the skip reason.
+
+    ``types``: ``(n,)`` vocabulary indices; ``extra``: ``(n, k)`` indices of the non-type blocks
+    (:func:`atom_feature_indices`); ``A``: ``(max_atoms, max_atoms)`` float32 bond orders;
+    ``charged``: whether the molecule has a formal charge (kept or dropped per ``charges``).
+    """
     if not isinstance(smiles, str):
         return "malformed_smiles"
     smiles = smiles.strip()
@@ -123,8 +201,7 @@ def _encode(smiles: str, dataset: str, charges: str):
     n = mol.GetNumAtoms()
     if n == 0:
         return "empty"
-    vocab = ATOM_VOCAB[dataset]
-    index = {s: i for i, s in enumerate(vocab)}
+    index = {s: i for i, s in enumerate(spec.vocab)}
     atom_types = []
     charged = False
     for atom in mol.GetAtoms():
@@ -136,10 +213,13 @@ def _encode(smiles: str, dataset: str, charges: str):
             charged = True
     if charged and charges == "skip":
         return "charged_atom"
+    if charged and charges == "keep" and any(abs(a.GetFormalCharge()) > 1 for a in mol.GetAtoms()):
+        return "unsupported_charge"
     max_atoms = MAX_ATOMS[dataset]
     if n > max_atoms:
         return "too_many_atoms"
     canonical = Chem.MolToSmiles(mol)
+    extra = atom_feature_indices(mol, spec)  # before kekulization: aromaticity is a feature
     try:
         Chem.Kekulize(mol, clearAromaticFlags=True)
     except Exception:  # pragma: no cover - sanitized molecules always kekulize
@@ -151,18 +231,18 @@ def _encode(smiles: str, dataset: str, charges: str):
             return "unsupported_bond"
         i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
         A[i, j] = A[j, i] = order
-    X = np.zeros((max_atoms, len(vocab)), dtype=np.float32)
-    X[np.arange(n), atom_types] = 1.0
-    return X, A, canonical, charged
+    return np.asarray(atom_types, dtype=np.int64), extra, A, canonical, charged
 
 
-def smiles_to_graph(smiles: str, dataset: str, charges: str = "drop") -> tuple[np.ndarray, np.ndarray] | None:
+def smiles_to_graph(smiles: str, dataset: str, charges: str | None = None,
+                    atom_features: Sequence[str] = DEFAULT_ATOM_FEATURES) -> tuple[np.ndarray, np.ndarray] | None:
     """``(X, A)`` float32 arrays for one SMILES, or ``None`` if it is skipped.
 
-    ``X``: ``(max_atoms, len(vocab))`` one-hot, zero rows for padding.
+    ``X``: ``(max_atoms, F)`` one-hot blocks of ``atom_features`` (default: the atom type only,
+    ``F = len(vocab)``), zero rows for padding.
     ``A``: ``(max_atoms, max_atoms)`` symmetric bond orders 0..3 of the kekulized molecule.
     """
-    out = _encode(smiles, dataset, charges)
+    out = encode_smiles(smiles, dataset, charges, atom_features)
     if isinstance(out, str):
         return None
     return out[0], out[1]
@@ -197,6 +277,8 @@ def unscale_adjacency(A: torch.Tensor, mode: str = "raw") -> torch.Tensor:
 
 @dataclass
 class MolDataset:
+    """Dense train/test tensors of a dataset; ``X`` holds the blocks of ``atom_features``."""
+
     name: str
     vocab: list[str]
     max_atoms: int
@@ -211,6 +293,11 @@ class MolDataset:
     index_convention: str
     split_entries_not_found: int = 0
     stats: dict = field(default_factory=dict)
+    atom_features: list[str] = field(default_factory=lambda: list(DEFAULT_ATOM_FEATURES))
+
+    @property
+    def feature_spec(self) -> AtomFeatureSpec:
+        return AtomFeatureSpec.build(self.atom_features, vocab=self.vocab)
 
     @property
     def n_train(self) -> int:
@@ -237,6 +324,7 @@ class MolDataset:
             f"{self.name}: {self.n_train} train / {self.n_test} test molecules, "
             f"max_atoms={self.max_atoms}, vocab={self.vocab}, skipped={self.n_skipped}, "
             f"split={self.split_source}, split entries not found={self.split_entries_not_found}"
+            + ("" if self.feature_spec.is_default else f", atom features {self.feature_spec.describe()}")
         )
 
 
@@ -428,31 +516,43 @@ def _atomic_torch_save(obj, path: Path) -> None:
             os.unlink(tmp)
 
 
-def _encode_many(smiles: Sequence[str], name: str, charges: str):
+def _encode_many(smiles: Sequence[str], name: str, charges: str, spec: AtomFeatureSpec):
+    """Encode a list: type indices ``(B, N)`` int8 and non-type block indices ``(B, N, k)`` int8
+    (-1 = padding / none), bond orders ``(B, N, N)`` uint8, canonical SMILES, skip counts, #charged."""
     max_atoms = MAX_ATOMS[name]
-    Xs = np.zeros((len(smiles), max_atoms), dtype=np.int8)  # atom type index, -1 = padding
+    k_extra = len(spec.extra_blocks)
+    Ts = np.full((len(smiles), max_atoms), -1, dtype=np.int8)
+    Es = np.full((len(smiles), max_atoms, k_extra), -1, dtype=np.int8)
     As = np.zeros((len(smiles), max_atoms, max_atoms), dtype=np.uint8)
-    keep, canon, reasons, n_charged = [], [], {}, 0
+    canon, reasons, n_charged = [], {}, 0
     k = 0
     for s in smiles:
-        out = _encode(s, name, charges)
+        out = _encode(s, name, charges, spec)
         if isinstance(out, str):
             reasons[out] = reasons.get(out, 0) + 1
             continue
-        X, A, c, charged = out
-        row = X.argmax(1).astype(np.int8)
-        row[X.sum(1) == 0] = -1
-        Xs[k] = row
+        types, extra, A, c, charged = out
+        Ts[k, : len(types)] = types
+        Es[k, : len(types)] = extra
         As[k] = A.astype(np.uint8)
         canon.append(c)
         n_charged += int(charged)
         k += 1
-    return Xs[:k], As[:k], canon, reasons, n_charged
+    return Ts[:k], Es[:k], As[:k], canon, reasons, n_charged
 
 
 def _types_to_onehot(T: torch.Tensor, F: int) -> torch.Tensor:
     """Atom-type indices (-1 = padding) -> float32 one-hot with zero padding rows."""
     return torch.nn.functional.one_hot(T.long() + 1, F + 1)[..., 1:].to(torch.float32)
+
+
+def _blocks_to_x(T: torch.Tensor, E: torch.Tensor | None, spec: AtomFeatureSpec) -> torch.Tensor:
+    """X ``(B, N, spec.width)`` from type indices and non-type block indices (-1: no column on)."""
+    X = _types_to_onehot(T, len(spec.vocab))
+    if not spec.extra_blocks:
+        return X
+    parts = [X] + [_types_to_onehot(E[..., k], b.width) for k, b in enumerate(spec.extra_blocks)]
+    return torch.cat(parts, dim=-1)
 
 
 def load_dataset(
@@ -462,7 +562,8 @@ def load_dataset(
     limit: int | None = None,
     cache_dir: str = "data/cache",
     *,
-    charges: str = "drop",
+    atom_features: Sequence[str] = DEFAULT_ATOM_FEATURES,
+    charges: str | None = None,
     split_index_base: int = 1,
     test_fraction: float = 0.1,
     source_path=None,
@@ -488,13 +589,17 @@ def load_dataset(
         split-file order), before parsing; for quick runs and tests.
     source_path: override the raw data (QM9: a CSV or list of CSVs with ``Index`` and
         ``SMILES`` columns; ZINC250k: the CSV, then no download/checksum).
+    atom_features: the blocks of X (:mod:`molgen.features`); default ``["type"]``, GDSS's one-hot
+        atom type.
+    charges: ``"drop"`` / ``"skip"`` without the ``charge`` feature, ``"keep"`` with it; ``None``
+        (default) picks accordingly (:func:`resolve_charges`).
     cache_dir: parsed tensors are cached here (relative paths: relative to the repo root),
-        keyed by dataset, source files, split file contents, seed, limit and options.
+        keyed by dataset, source files, split file contents, seed, limit and options (the feature
+        set enters the key when it is not the default, so caches of the default encoding stay valid).
     """
     t0 = time.perf_counter()
-    _check_dataset(name)
-    if charges not in CHARGE_MODES:
-        raise ValueError(f"charges must be one of {CHARGE_MODES}")
+    spec = _spec(name, atom_features)
+    charges = resolve_charges(charges, spec)
     if split_index_base not in (0, 1):
         raise ValueError("split_index_base must be 0 or 1")
     cache_root = _resolve_dir(cache_dir)
@@ -543,6 +648,8 @@ def load_dataset(
         "limit": limit,
         "charges": charges,
     }
+    if not spec.is_default:
+        key_obj["atom_features"] = list(spec.names)
     key = hashlib.sha256(json.dumps(key_obj, sort_keys=True).encode()).hexdigest()[:20]
     cache_file = cache_root / f"molgen_{name}_{key}.pt"
     if use_cache and cache_file.exists():
@@ -625,8 +732,8 @@ def load_dataset(
 
     if verbose:
         print(f"[molgen.data] parsing {len(train_smi)} train + {len(test_smi)} test SMILES of {name} ...")
-    Xtr, Atr, ctr, rtr, chtr = _encode_many(train_smi, name, charges)
-    Xte, Ate, cte, rte, chte = _encode_many(test_smi, name, charges)
+    Ttr, Etr, Atr, ctr, rtr, chtr = _encode_many(train_smi, name, charges, spec)
+    Tte, Ete, Ate, cte, rte, chte = _encode_many(test_smi, name, charges, spec)
     n_skipped = {r: rtr.get(r, 0) + rte.get(r, 0) for r in SKIP_REASONS if rtr.get(r, 0) + rte.get(r, 0)}
     stats = {
         "source_files": [str(p) for p in source_files],
@@ -649,9 +756,9 @@ def load_dataset(
         # one string each: torch.load(weights_only=True) unpickles long lists slowly
         "train_smiles": "\n".join(ctr),
         "test_smiles": "\n".join(cte),
-        "T_train": torch.from_numpy(Xtr),
+        "T_train": torch.from_numpy(Ttr),
         "A_train": torch.from_numpy(Atr),
-        "T_test": torch.from_numpy(Xte),
+        "T_test": torch.from_numpy(Tte),
         "A_test": torch.from_numpy(Ate),
         "n_skipped": n_skipped,
         "split_source": split_source,
@@ -659,6 +766,8 @@ def load_dataset(
         "split_entries_not_found": not_found,
         "stats": json.loads(json.dumps(stats)),
     }
+    if not spec.is_default:  # default blobs keep the original layout
+        blob.update(atom_features=list(spec.names), E_train=torch.from_numpy(Etr), E_test=torch.from_numpy(Ete))
     if use_cache:
         try:
             _atomic_torch_save(blob, cache_file)
@@ -672,36 +781,41 @@ def load_dataset(
 
 
 def _dataset_from_blob(blob: dict) -> MolDataset:
-    F = len(blob["vocab"])
+    spec = AtomFeatureSpec.build(blob.get("atom_features", DEFAULT_ATOM_FEATURES), vocab=blob["vocab"])
     return MolDataset(
         name=blob["name"],
         vocab=list(blob["vocab"]),
         max_atoms=int(blob["max_atoms"]),
         train_smiles=blob["train_smiles"].split("\n") if blob["train_smiles"] else [],
         test_smiles=blob["test_smiles"].split("\n") if blob["test_smiles"] else [],
-        X_train=_types_to_onehot(blob["T_train"], F),
+        X_train=_blocks_to_x(blob["T_train"], blob.get("E_train"), spec),
         A_train=blob["A_train"].to(torch.float32),
-        X_test=_types_to_onehot(blob["T_test"], F),
+        X_test=_blocks_to_x(blob["T_test"], blob.get("E_test"), spec),
         A_test=blob["A_test"].to(torch.float32),
         n_skipped=dict(blob["n_skipped"]),
         split_source=blob["split_source"],
         index_convention=blob["index_convention"],
         split_entries_not_found=int(blob["split_entries_not_found"]),
         stats=dict(blob["stats"]),
+        atom_features=list(spec.names),
     )
 
 
 __all__ = [
     "ATOM_VOCAB",
+    "AtomFeatureSpec",
     "MAX_ATOMS",
     "MolDataset",
+    "atom_feature_indices",
     "ZINC250K_SHA256",
     "ZINC250K_URL",
     "encode_smiles",
     "fetch_zinc250k",
+    "indices_to_x",
     "load_dataset",
     "node_flags",
     "read_split_file",
+    "resolve_charges",
     "scale_adjacency",
     "smiles_to_graph",
     "unscale_adjacency",

@@ -3,19 +3,24 @@
 Steps for each graph (following GDSS's ``utils/mol_utils.py`` and ``quantize_mol``):
 
 1. Atoms: node ``i`` is an atom iff ``flags[i] > 0.5`` and ``max_f X[i, f] > atom_threshold``
-   (default 0.5: GDSS binarizes ``X > 0.5`` and drops nodes with no channel on); its element
-   is ``vocab[argmax_f X[i, f]]``.  ``flags=None`` means every node is flagged.
+   over the type block (default 0.5: GDSS binarizes ``X > 0.5`` and drops nodes with no channel
+   on); its element is ``vocab[argmax_f X[i, f]]`` over the type block.  ``flags=None`` means every
+   node is flagged.  With a ``charge`` block (``atom_features``, see :mod:`molgen.features`) the
+   atom gets the formal charge of its block's argmax (0 if no column exceeds 0.5) before any bond
+   is added; the other blocks are not imposed (the bonds decide), see :func:`feature_consistency`.
 2. Bonds: ``A`` (raw scale 0..3; ``adj_mode="unit"`` multiplies by 3 first) is quantized with
    GDSS's boundaries: ``A < 0.5`` -> none, ``[0.5, 1.5)`` -> single, ``[1.5, 2.5)`` -> double,
    ``>= 2.5`` -> triple.  No absolute value is taken (GDSS sets negative entries to "no bond").
    The lower triangle ``A[i, j], i > j`` is read (the sampler's output is symmetric).
 3. Bonds are added row by row; after each one, if RDKit reports a valence violation whose
    first offending atom is N, O or S exceeding its neutral valence (3, 2, 2) by exactly one,
-   that atom gets formal charge +1 (GDSS's ``construct_mol``).
+   that atom gets formal charge +1 (GDSS's ``construct_mol``); an atom given a non-zero charge by
+   the charge block keeps it (the rule only charges atoms decoded as neutral).
 4. Valid without correction = at least one atom and no RDKit valence violation now.
 5. Correction (``correct=True``, GDSS's ``correct_mol``): while RDKit reports a violation, take
    its first offending atom, pick its highest-order bond (ties: first in RDKit's bond list)
-   and lower it by one order (a single bond is removed).
+   and lower it by one order (a single bond is removed).  Formal charges are never changed, so
+   e.g. N+ with four bonds or O- with one stays as generated.
 6. Fragments: the canonical SMILES is split on ``.`` and the longest fragment string is kept
    (GDSS's ``valid_mol_can_with_seg``; ``largest_fragment=False`` keeps all), then re-parsed
    with ``Chem.MolFromSmiles`` (so the molecule is sanitized and aromatic).  A graph whose
@@ -32,7 +37,8 @@ import numpy as np
 import torch
 from rdkit import Chem, RDLogger
 
-from .data import ATOM_VOCAB, unscale_adjacency
+from .data import ATOM_VOCAB, atom_feature_indices, unscale_adjacency
+from .features import DEFAULT_ATOM_FEATURES, AtomFeatureSpec
 
 RDLogger.DisableLog("rdApp.*")
 
@@ -80,14 +86,14 @@ def _first_valence_problem(mol: Chem.RWMol, fast: bool = True):
     """Index of the first atom RDKit rejects for valence, or ``None`` if the mol is fine.
 
     ``fast``: skip RDKit when every atom is within its neutral default valence (always
-    accepted by RDKit); otherwise ask RDKit (the same check as GDSS's
+    accepted by RDKit when the atom is uncharged); otherwise ask RDKit (the same check as GDSS's
     ``SanitizeMol(..., SANITIZE_PROPERTIES)``; RDKit reports atoms in index order).
     """
     if fast:
         ok = True
         for atom in mol.GetAtoms():
             v = _bond_valence(atom)
-            if v > _DEFAULT_VALENCE_BY_Z.get(atom.GetAtomicNum(), 0):
+            if atom.GetFormalCharge() != 0 or v > _DEFAULT_VALENCE_BY_Z.get(atom.GetAtomicNum(), 0):
                 ok = False
                 break
         if ok:
@@ -98,13 +104,17 @@ def _first_valence_problem(mol: Chem.RWMol, fast: bool = True):
     return None
 
 
-def _construct(atom_syms: Sequence[str], bonds: np.ndarray) -> Chem.RWMol:
-    """GDSS construct_mol: add atoms, then bonds in row-major order of the lower triangle,
-    charging N/O/S by +1 when the first valence violation is exactly one above neutral."""
+def _construct(atom_syms: Sequence[str], bonds: np.ndarray, charges: Sequence[int] | None = None) -> Chem.RWMol:
+    """GDSS construct_mol: add atoms (with ``charges`` if given), then bonds in row-major order of the
+    lower triangle, charging neutral N/O/S by +1 when the first valence violation is exactly one above
+    neutral."""
     mol = Chem.RWMol()
     zs = [_ATOMIC_NUM[s] for s in atom_syms]
-    for z in zs:
-        mol.AddAtom(Chem.Atom(z))
+    charges = [0] * len(zs) if charges is None else [int(c) for c in charges]
+    for z, c in zip(zs, charges):
+        atom = Chem.Atom(z)
+        atom.SetFormalCharge(c)
+        mol.AddAtom(atom)
     default = [_DEFAULT_VALENCE_BY_Z[z] for z in zs]
     val = [0] * len(zs)
     over = 0  # number of atoms above their neutral default valence (only then ask RDKit)
@@ -124,7 +134,7 @@ def _construct(atom_syms: Sequence[str], bonds: np.ndarray) -> Chem.RWMol:
         if idx is None:
             continue
         an = zs[idx]
-        if an in _CHARGE_RULE_ELEMENTS and val[idx] - _DEFAULT_VALENCE_BY_Z[an] == 1:
+        if charges[idx] == 0 and an in _CHARGE_RULE_ELEMENTS and val[idx] - _DEFAULT_VALENCE_BY_Z[an] == 1:
             mol.GetAtomWithIdx(idx).SetFormalCharge(1)
     return mol
 
@@ -164,20 +174,76 @@ def _finalize(mol: Chem.RWMol, largest_fragment: bool):
     return Chem.MolFromSmiles(smi)
 
 
-def graph_to_mol(atom_syms: Sequence[str], bonds: np.ndarray, correct: bool = True, largest_fragment: bool = True):
-    """Decode one graph given atom symbols and an integer bond-order matrix over those atoms.
+def graph_to_mol(atom_syms: Sequence[str], bonds: np.ndarray, correct: bool = True, largest_fragment: bool = True,
+                 charges: Sequence[int] | None = None):
+    """Decode one graph given atom symbols, an integer bond-order matrix over those atoms and
+    optionally their formal charges (``None``: all neutral, GDSS).
 
     Returns ``(mol_or_None, valid_without_correction)``.
     """
     if len(atom_syms) == 0:
         return None, False
-    mol = _construct(atom_syms, bonds)
+    mol = _construct(atom_syms, bonds, charges)
     valid = _first_valence_problem(mol) is None
     if not valid:
         if not correct:
             return None, False
         mol = _correct(mol)
     return _finalize(mol, largest_fragment), valid
+
+
+class _Nodes(NamedTuple):
+    """Per graph: node indices of the atoms, element symbols, bond orders, charges (or None) and the
+    decoded non-type block indices ``(n, k)`` (-1: no column above 0.5)."""
+
+    idx: np.ndarray
+    syms: list
+    bonds: np.ndarray
+    charges: list | None
+    blocks: np.ndarray
+
+
+def _decode_nodes(X, A, flags, spec: AtomFeatureSpec, adj_mode: str, atom_threshold: float | None) -> list[_Nodes]:
+    """Steps 1-2 of the module docstring for a batch: atoms, elements, charges, blocks, bond orders."""
+    Xn = _to_numpy(X)
+    if isinstance(A, torch.Tensor):
+        A = unscale_adjacency(A.detach().cpu().to(torch.float32), adj_mode)
+    else:
+        A = unscale_adjacency(torch.as_tensor(np.asarray(A, dtype=np.float32)), adj_mode)
+    An = A.numpy()
+    if Xn.ndim != 3 or An.ndim != 3:
+        raise ValueError(f"expected X (B,N,F) and A (B,N,N), got {Xn.shape} and {An.shape}")
+    B, N, F = Xn.shape
+    if F != spec.width:
+        if spec.is_default:
+            raise ValueError(f"X has {F} channels but the vocabulary {list(spec.vocab)} has {len(spec.vocab)} atoms")
+        raise ValueError(f"X has {F} channels but atom_features {list(spec.names)} need {spec.describe()}")
+    Xt = Xn[..., spec.blocks[0].slice]
+    exists = np.ones((B, N), dtype=bool)
+    if flags is not None:
+        exists &= _to_numpy(flags) > 0.5
+    if atom_threshold is not None:
+        exists &= Xt.max(-1) > atom_threshold
+    types = Xt.argmax(-1)
+    blocks = np.full((B, N, len(spec.extra_blocks)), -1, dtype=np.int64)
+    for k, b in enumerate(spec.extra_blocks):
+        Xb = Xn[..., b.slice]
+        blocks[..., k] = np.where(Xb.max(-1) > ATOM_THRESHOLD, Xb.argmax(-1), -1)
+    charge_k = [b.name for b in spec.extra_blocks].index("charge") if "charge" in spec else None
+    charge_values = np.array(spec.block("charge").categories + (0,)) if charge_k is not None else None
+    Q = quantize_bonds(An)
+    out = []
+    for b in range(B):
+        idx = np.nonzero(exists[b])[0]
+        syms = [spec.vocab[t] for t in types[b, idx]]
+        charges = None if charge_k is None else charge_values[blocks[b, idx, charge_k]].tolist()  # -1 -> 0
+        out.append(_Nodes(idx, syms, Q[b][np.ix_(idx, idx)], charges, blocks[b, idx]))
+    return out
+
+
+def _feature_spec(dataset: str, vocab: Sequence[str] | None, atom_features: Sequence[str] | None) -> AtomFeatureSpec:
+    vocab = list(vocab) if vocab is not None else ATOM_VOCAB[dataset]
+    return AtomFeatureSpec.build(DEFAULT_ATOM_FEATURES if atom_features is None else atom_features, vocab=vocab)
 
 
 def graphs_to_mols(
@@ -191,41 +257,69 @@ def graphs_to_mols(
     atom_threshold: float | None = ATOM_THRESHOLD,
     largest_fragment: bool = True,
     vocab: Sequence[str] | None = None,
+    atom_features: Sequence[str] | None = None,
 ) -> DecodeResult:
     """Decode a batch: ``X`` (B, N, F), ``A`` (B, N, N), ``flags`` (B, N) or ``None``.
 
+    ``atom_features``: the blocks of X (default ``["type"]``, then ``F = len(vocab)``).
     Returns ``DecodeResult(mols, valid_wo_correction)`` (a tuple): one RDKit mol or ``None``
     per graph, and whether each graph was valid before any correction.  See the module
     docstring for the thresholds and steps.
     """
-    vocab = list(vocab) if vocab is not None else ATOM_VOCAB[dataset]
-    Xn = _to_numpy(X)
-    if isinstance(A, torch.Tensor):
-        A = unscale_adjacency(A.detach().cpu().to(torch.float32), adj_mode)
-    else:
-        A = unscale_adjacency(torch.as_tensor(np.asarray(A, dtype=np.float32)), adj_mode)
-    An = A.numpy()
-    if Xn.ndim != 3 or An.ndim != 3:
-        raise ValueError(f"expected X (B,N,F) and A (B,N,N), got {Xn.shape} and {An.shape}")
-    B, N, F = Xn.shape
-    if F != len(vocab):
-        raise ValueError(f"X has {F} channels but the {dataset} vocabulary has {len(vocab)} atoms")
-    exists = np.ones((B, N), dtype=bool)
-    if flags is not None:
-        exists &= _to_numpy(flags) > 0.5
-    if atom_threshold is not None:
-        exists &= Xn.max(-1) > atom_threshold
-    types = Xn.argmax(-1)
-    Q = quantize_bonds(An)
+    spec = _feature_spec(dataset, vocab, atom_features)
     mols, valid = [], []
-    for b in range(B):
-        idx = np.nonzero(exists[b])[0]
-        syms = [vocab[t] for t in types[b, idx]]
-        bonds = Q[b][np.ix_(idx, idx)]
-        mol, ok = graph_to_mol(syms, bonds, correct=correct, largest_fragment=largest_fragment)
+    for g in _decode_nodes(X, A, flags, spec, adj_mode, atom_threshold):
+        mol, ok = graph_to_mol(g.syms, g.bonds, correct=correct, largest_fragment=largest_fragment, charges=g.charges)
         mols.append(mol)
         valid.append(bool(ok))
     return DecodeResult(mols, valid)
+
+
+def feature_consistency(
+    X,
+    A,
+    flags=None,
+    dataset: str = "qm9",
+    *,
+    atom_features: Sequence[str],
+    adj_mode: str = "raw",
+    atom_threshold: float | None = ATOM_THRESHOLD,
+    vocab: Sequence[str] | None = None,
+) -> dict:
+    """How often the generated non-type blocks agree with the molecule the graph decodes to.
+
+    Over the graphs valid without correction (their molecule has exactly the graph's atoms and bonds,
+    so atoms line up with nodes; all fragments), each atom's decoded category per block (argmax if
+    above 0.5, else none) is compared with the category recomputed by RDKit from the sanitized
+    molecule (for ``charge``: its formal charge, which differs where GDSS's +1 rule fired).  A high
+    rate means the auxiliary features the model generates are consistent with its bonds.
+
+    Returns ``{"n_graphs", "n_atoms", "blocks": {name: rate}, "all": rate of atoms agreeing on every
+    block}`` (rates ``None`` when there is no atom).
+    """
+    spec = _feature_spec(dataset, vocab, atom_features)
+    names = [b.name for b in spec.extra_blocks]
+    agree = np.zeros(len(names), dtype=np.int64)
+    n_graphs = n_atoms = n_all = 0
+    for g in _decode_nodes(X, A, flags, spec, adj_mode, atom_threshold):
+        if not g.syms:
+            continue
+        mol = _construct(g.syms, g.bonds, g.charges)
+        if _first_valence_problem(mol) is not None:
+            continue
+        m = Chem.Mol(mol)
+        try:
+            Chem.SanitizeMol(m)
+        except Exception:
+            continue
+        same = atom_feature_indices(m, spec).astype(np.int64) == g.blocks
+        n_graphs += 1
+        n_atoms += same.shape[0]
+        agree += same.sum(0)
+        n_all += int(same.all(1).sum())
+    rate = (lambda k: float(k) / n_atoms if n_atoms else None)
+    return {"n_graphs": n_graphs, "n_atoms": n_atoms, "blocks": {n: rate(a) for n, a in zip(names, agree)},
+            "all": rate(n_all)}
 
 
 def mols_to_smiles(mols, canonical: bool = True) -> list:
@@ -246,6 +340,7 @@ __all__ = [
     "ATOM_THRESHOLD",
     "BOND_THRESHOLDS",
     "DecodeResult",
+    "feature_consistency",
     "graph_to_mol",
     "graphs_to_mols",
     "mols_to_smiles",

@@ -28,13 +28,22 @@ def mask_adj(adj: Tensor, flags: Tensor) -> Tensor:
 
 
 def score_fn(sde: SDE, net: torch.nn.Module) -> Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]:
-    """``fn(x, adj, flags, t) -> score`` of one network under its SDE, as GDSS's ``get_score_fn``."""
+    """``fn(x, adj, flags, t) -> score`` of one network under its SDE, as GDSS's ``get_score_fn``.
+
+    GDSS's networks see no time; a network with ``time_conditioned = True`` is called as ``net(x, adj, flags, t)``.
+    """
+    if getattr(net, "time_conditioned", False):
+        def call(x, adj, flags, t):
+            return net(x, adj, flags, t)
+    else:
+        def call(x, adj, flags, t):
+            return net(x, adj, flags)
     if isinstance(sde, VESDE):
         def fn(x, adj, flags, t):
-            return net(x, adj, flags)
+            return call(x, adj, flags, t)
     else:
         def fn(x, adj, flags, t):
-            out = net(x, adj, flags)
+            out = call(x, adj, flags, t)
             std = sde.marginal_prob(torch.zeros_like(t), t)[1]
             return -out / bcast(std, out)
     return fn

@@ -39,6 +39,8 @@ import numpy as np
 import scipy.sparse as sp
 from rdkit import Chem, RDLogger
 
+from common.io import write_npz
+
 RDLogger.DisableLog("rdApp.*")
 
 # ----------------------------------------------------------------------------- SMILES
@@ -544,22 +546,6 @@ def _disk_cache_path(cache_dir, kind: str, key: str):
     return _resolve_dir(cache_dir) / f"molgen_{kind}_{key[:24]}.npz"
 
 
-def _atomic_savez(path, **arrays) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def fcd_reference_stats(ref_smiles: Sequence[str], cache_dir: str | None = None) -> dict:
     """ChemNet mean / covariance of a reference set, cached in memory and (optionally) on disk."""
     import warnings
@@ -581,7 +567,7 @@ def fcd_reference_stats(ref_smiles: Sequence[str], cache_dir: str | None = None)
             pref = _fcd_model().precalc(list(ref_smiles))
         if path is not None and "mu" in pref:
             try:
-                _atomic_savez(path, mu=pref["mu"], sigma=pref["sigma"])
+                write_npz(path, mu=pref["mu"], sigma=pref["sigma"])
             except OSError:
                 pass
     _FCD_REF_CACHE.clear()

@@ -2,7 +2,7 @@
 every epoch (atomic: temp file then ``os.replace``) and resume from the last one, a JSONL loss log.
 
 A run directory holds ``config.yaml`` (the resolved config), ``checkpoint.pt`` (the last completed epoch) and
-``log.jsonl`` (one line per epoch). Training into a directory that has a checkpoint resumes it; a checkpoint
+``log.jsonl`` (one line per epoch) and ``sessions.jsonl`` (what trained it: device, commit). Training into a directory that has a checkpoint resumes it; a checkpoint
 made with a different config (apart from ``config.RESUMABLE_KEYS``) is refused with the list of differences.
 
 Determinism: all randomness of training (batch order, t, noise) comes from generators seeded by ``seed`` and
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,15 +25,21 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from common.io import save_torch, write_text
+from common.provenance import device_name, git_commit
+
 from .config import RunConfig, config_differences, dump_config
 from .device import get_device, seed_everything
 from .losses import dsm_loss
+from .nets.can import CANScoreA, CANScoreX
 from .nets.gdss import ScoreNetworkA, ScoreNetworkX
 from .sampling import node_count_histogram
 from .sde import SDE, make_sde
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
+SESSIONS = "sessions.jsonl"
+"""One line per training session (epochs from-to, device, commit, seconds), rewritten every epoch."""
 FORMAT_VERSION = 1
 
 
@@ -53,13 +58,17 @@ def available_cores() -> int:
 def configure_threads(cfg: RunConfig, device: torch.device) -> None:
     """CPU threads: the fused kernels get ``train.num_threads`` (default: torch's thread count), torch's own
     intra-op pool ``train.torch_threads`` (default 1: its ops here are tiny) when the kernels are in use.
-    Without the kernels torch gets ``train.num_threads`` (default: the available cores)."""
+    Without the kernels, or with a cell-attention network (plain torch ops), torch gets ``train.num_threads``
+    (default: the available cores). Denormals are flushed to zero on every thread
+    (``kernels.set_flush_denormal``)."""
     from .nets import kernels
 
     if device.type != "cpu":
         return
+    kernels.set_flush_denormal(True)
     n = cfg.train.num_threads or available_cores()
-    if kernels.available():
+    gdss_only = cfg.model.x == "ScoreNetworkX" and cfg.model.adj == "ScoreNetworkA"
+    if kernels.available() and gdss_only:
         kernels.set_num_threads(n)
         if cfg.train.torch_threads:
             torch.set_num_threads(cfg.train.torch_threads)
@@ -73,12 +82,26 @@ def build_sdes(cfg: RunConfig) -> tuple[SDE, SDE]:
             make_sde(s.adj.type, s.adj.beta_min, s.adj.beta_max, s.adj.num_scales))
 
 
-def build_nets(cfg: RunConfig) -> tuple[ScoreNetworkX, ScoreNetworkA]:
+def build_nets(cfg: RunConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The score networks of ``model.x`` and ``model.adj`` (GDSS's, or the cell-attention ones)."""
     m, d = cfg.model, cfg.data
-    net_x = ScoreNetworkX(d.max_feat_num, m.depth, m.nhid)
-    net_a = ScoreNetworkA(d.max_feat_num, d.max_node_num, m.nhid, m.num_layers, m.num_linears, m.c_init,
-                          m.c_hid, m.c_final, m.adim, m.num_heads, m.conv)
+    if m.x == "ScoreNetworkX":
+        net_x = ScoreNetworkX(d.max_feat_num, m.depth, m.nhid)
+    else:
+        net_x = CANScoreX(d.max_feat_num, **_can_kwargs(cfg))
+    if m.adj == "ScoreNetworkA":
+        net_a = ScoreNetworkA(d.max_feat_num, d.max_node_num, m.nhid, m.num_layers, m.num_linears, m.c_init,
+                              m.c_hid, m.c_final, m.adim, m.num_heads, m.conv)
+    else:
+        net_a = CANScoreA(d.max_feat_num, **_can_kwargs(cfg))
     return net_x, net_a
+
+
+def _can_kwargs(cfg: RunConfig) -> dict:
+    c, d = cfg.model.can, cfg.data
+    return {"hidden": c.hidden, "num_layers": c.num_layers, "heads": c.heads, "gcn_depth": c.gcn_depth,
+            "ring_features": c.ring_features, "n_atom_types": d.feature_spec.blocks[0].width,
+            "max_ring": c.max_ring, "threshold": c.threshold, "bond_unit": 1.0 if d.adj_scale == "raw" else 1 / 3}
 
 
 def make_optimizer(net: torch.nn.Module, cfg: RunConfig) -> torch.optim.Adam:
@@ -127,22 +150,6 @@ class EMA:
     def load_state_dict(self, state: dict) -> None:
         self.decay, self.num_updates = state["decay"], state["num_updates"]
         self.shadow = [s.clone().to(p.device) for s, p in zip(state["shadow"], self.shadow)]
-
-
-def atomic_save(obj, path: Path) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_checkpoint(run_dir: str | Path, map_location="cpu") -> dict:
@@ -194,7 +201,7 @@ def load_train_data(cfg: RunConfig) -> TrainData:
     from .data import load_dataset
 
     ds = load_dataset(cfg.data.dataset, split_path=cfg.data.split_path, seed=cfg.data.split_seed,
-                      limit=cfg.data.limit)
+                      limit=cfg.data.limit, atom_features=cfg.data.atom_features)
     return TrainData.from_dataset(ds, cfg)
 
 
@@ -272,7 +279,7 @@ class Trainer:
             log.write_text("".join(ln + "\n" for ln in keep))
 
     def save(self) -> None:
-        atomic_save(self.state(), self.out / CHECKPOINT)
+        save_torch(self.state(), self.out / CHECKPOINT)
 
     # --------------------------------------------------------------------- epochs
     def _loss(self, x0, a0, flags, generator):
@@ -332,6 +339,11 @@ class Trainer:
     def fit(self) -> dict:
         """Train until ``train.num_epochs`` epochs are done (from wherever the run directory was)."""
         total = self.cfg.train.num_epochs
+        session = {"epochs": [self.epoch, self.epoch], "device": device_name(self.device), "commit": git_commit(),
+                   "seconds": 0.0}
+        sessions_path = self.out / SESSIONS
+        previous = sessions_path.read_text() if sessions_path.is_file() else ""
+        t_start = time.perf_counter()
         bar = tqdm(total=total, initial=self.epoch, desc="epochs", disable=not self.progress)
         last = {}
         while self.epoch < total:
@@ -346,6 +358,8 @@ class Trainer:
             self.save()
             with open(self.out / LOG, "a") as f:
                 f.write(json.dumps(rec) + "\n")
+            session.update(epochs=[session["epochs"][0], self.epoch], seconds=round(time.perf_counter() - t_start, 1))
+            write_text(sessions_path, previous + json.dumps(session) + "\n")
             bar.update(1)
             bar.set_postfix(x=f"{rec['train_x']:.3g}", adj=f"{rec['train_adj']:.3g}")
             last = rec

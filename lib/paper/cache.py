@@ -4,7 +4,8 @@ The key of a notebook under a profile is the SHA-256 of:
   - its cells (type, source and tags; never outputs, execution counts or ids),
   - the profile name and the notebook's parameters for it,
   - every .py/.yaml/.yml file of the lib/ packages it imports, closed over imports between lib/ packages,
-  - the keys of the notebooks it declares as dependencies.
+  - the keys of the notebooks it declares as dependencies,
+  - the contents of the committed files it declares as inputs (metadata ``paper.inputs``), if any.
 The manifest next to the executed notebooks records the key and its parts, so a rerun can say what changed.
 """
 from __future__ import annotations
@@ -16,7 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .io import write_json
+from common.io import write_json
+
 from .notebooks import Notebook
 
 SCHEME = 1
@@ -96,11 +98,19 @@ def notebook_digest(nb: Notebook) -> str:
     return _sha(json.dumps(cells).encode())
 
 
+def input_digests(patterns: tuple[str, ...], root: str | Path) -> dict[str, str]:
+    """SHA-256 of every file matching the glob ``patterns`` under ``root``, by path relative to it."""
+    root = Path(root)
+    files = sorted({f for pat in patterns for f in root.glob(pat) if f.is_file()})
+    return {f.relative_to(root).as_posix(): _sha(f.read_bytes()) for f in files}
+
+
 def key_parts(nb: Notebook, profile: str, params: dict[str, Any], lib_dir: str | Path,
-              dependency_keys: dict[str, str]) -> dict[str, Any]:
-    """The named ingredients of a notebook's cache key (see the module docstring)."""
+              dependency_keys: dict[str, str], root: str | Path | None = None) -> dict[str, Any]:
+    """The named ingredients of a notebook's cache key (see the module docstring); declared input files
+    (``nb.inputs``, relative to ``root``, default the parent of ``lib_dir``) only when there are any."""
     packages = package_closure(nb.code(), lib_dir)
-    return {
+    parts = {
         "scheme": SCHEME,
         "notebook": notebook_digest(nb),
         "profile": profile,
@@ -108,6 +118,9 @@ def key_parts(nb: Notebook, profile: str, params: dict[str, Any], lib_dir: str |
         "packages": {p: package_digest(Path(lib_dir) / p) for p in sorted(packages)},
         "depends": dict(sorted(dependency_keys.items())),
     }
+    if nb.inputs:
+        parts["inputs"] = input_digests(nb.inputs, root if root is not None else Path(lib_dir).parent)
+    return parts
 
 
 def cache_key(parts: dict[str, Any]) -> str:
@@ -134,6 +147,8 @@ def explain_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
         reasons.append("lib code changed (" + ", ".join(changed) + ")")
     if old.get("depends") != new["depends"]:
         reasons.append("a dependency was re-executed")
+    if old.get("inputs") != new.get("inputs"):
+        reasons.append("declared input files changed")
     return "; ".join(reasons) or "unknown change"
 
 

@@ -1,7 +1,9 @@
 """The notebooks of the site: discovery, declared dependencies, execution order, parameter names.
 
 A notebook declares what it needs in its metadata, `{"paper": {"depends": ["simulate"]}}`; a dependency is
-executed first and its cache key is part of the dependent's key. Without declarations notebooks run in
+executed first and its cache key is part of the dependent's key. `"inputs": ["data/runs/molgen/*/metrics.json"]`
+declares committed files it reads (glob patterns relative to the project root): their contents are part of
+its key too. Without declarations notebooks run in
 alphabetical order.
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Notebook:
     path: Path
     cells: tuple[dict, ...]
     depends: tuple[str, ...]
+    inputs: tuple[str, ...] = ()
 
     @classmethod
     def read(cls, path: str | Path) -> "Notebook":
@@ -37,7 +40,11 @@ class Notebook:
         depends = meta.get("depends", [])
         if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
             raise NotebookError(f"{path.name}: metadata.paper.depends must be a list of notebook stems")
-        return cls(stem=path.stem, path=path, cells=tuple(data.get("cells", [])), depends=tuple(depends))
+        inputs = meta.get("inputs", [])
+        if not isinstance(inputs, list) or not all(isinstance(d, str) for d in inputs):
+            raise NotebookError(f"{path.name}: metadata.paper.inputs must be a list of glob patterns")
+        return cls(stem=path.stem, path=path, cells=tuple(data.get("cells", [])), depends=tuple(depends),
+                   inputs=tuple(inputs))
 
     def code(self) -> list[str]:
         """The source of every code cell."""

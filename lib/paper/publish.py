@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .io import readable
+from common.io import readable
 from .runner import Plan, Project, plan
 
 SITE_NAME = "site"

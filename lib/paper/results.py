@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .io import write_json
+from common.io import write_json
 
 SITE = Path("notebooks/_executed/site")
 """Where the pages read from, relative to the project root: a copy of one profile's executed notebooks."""

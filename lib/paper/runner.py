@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .cache import Manifest, cache_key, explain_change, key_parts
-from .io import readable
+from common.io import readable
+from common.provenance import git_commit
 from .notebooks import INJECTED, NotebookError, discover, execution_order, with_dependencies
 from .params import load_profile
 
@@ -152,20 +153,12 @@ def plan(project: Project, profile: str, only: list[str] | None = None) -> Plan:
         if stem not in selected:
             continue
         nb = notebooks[stem]
-        parts = key_parts(nb, profile, params[stem], project.lib_dir, {d: keys[d] for d in nb.depends})
+        parts = key_parts(nb, profile, params[stem], project.lib_dir, {d: keys[d] for d in nb.depends},
+                          project.root)
         key = keys[stem] = cache_key(parts)
         problem = _staleness(project, profile, stem, manifest.get(stem), key, parts)
         out.steps.append(Step(stem, nb.path, key, parts, params[stem], problem is None, problem or "up to date"))
     return out
-
-
-def git_commit(root: Path) -> str:
-    """`git rev-parse HEAD` in `root`, or "unknown"."""
-    try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else "unknown"
 
 
 def git_dirty(root: Path, exclude: str) -> bool | None:

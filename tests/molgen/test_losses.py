@@ -9,14 +9,6 @@ from molgen.nets.gdss import ScoreNetworkA, ScoreNetworkX
 from molgen.sde import VESDE, VPSDE, subVPSDE
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def molecules(b: int = 8, n: int = 9, f: int = 4, seed: int = 0):
     """Clean one-hot X and symmetric bond-order A (0..3) on the first k nodes of each graph."""
     g = torch.Generator().manual_seed(seed)

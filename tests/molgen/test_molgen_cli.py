@@ -4,17 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from molgen import cli
 from molgen.config import ConfigError, config_differences, config_names, load_config
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 def test_unknown_key_is_an_error_naming_the_field(tmp_path):
@@ -97,3 +89,20 @@ def test_cli_train_resume_and_sample_end_to_end(tmp_path, capsys):
     from rdkit import Chem
 
     assert all(Chem.MolFromSmiles(s) is not None for s in lines)
+
+
+def test_can_section_only_with_can_networks_and_absent_from_gdss_dumps():
+    cfg = load_config("qm9_can")
+    assert cfg.model.x == "CANScoreX" and cfg.model.can.hidden % cfg.model.can.heads == 0
+    assert "can" not in load_config("qm9_gdss").model_dump()["model"]
+    with pytest.raises(ConfigError, match="neither model.x nor model.adj is a CAN network"):
+        load_config("qm9_gdss", ["model.can.hidden=8"])
+    with pytest.raises(ConfigError, match="divisible by heads"):
+        load_config("qm9_can", ["model.can.hidden=10"])
+    assert load_config("qm9_gdss", ["model.x=CANScoreX"]).model.can is not None
+
+
+def test_ablation_command_rejects_unknown_variants(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["ablation", "--variants", "nope"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -13,14 +13,6 @@ from molgen.nets.gdss_reference import reference_score_a, reference_score_x
 needs_kernels = pytest.mark.skipif(not kernels.available(), reason=f"no fused kernels: {kernels.unavailable_reason()}")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def random_graphs(b: int, n: int, f: int, seed: int = 0, min_nodes: int = 1):
     """Flagged graphs with noisy (continuous, symmetric, zero-diagonal) X and A, as the score nets see them."""
     g = torch.Generator().manual_seed(seed)

@@ -13,14 +13,6 @@ from molgen.sampling import (CORRECTORS, PREDICTORS, LangevinCorrector, PCSample
 from molgen.sde import VESDE, make_sde
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def small_score(kind_x="VE", kind_a="VE", n_scales=20, seed=0):
     torch.manual_seed(seed)
     net_x, net_a = ScoreNetworkX(4, 2, 8), ScoreNetworkA(4, 9, 8, 2, 2, 2, 4, 2, 8, 2)

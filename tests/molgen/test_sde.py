@@ -9,15 +9,6 @@ import torch
 from molgen.sde import VESDE, VPSDE, make_sde, subVPSDE, sym_noise
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP barriers on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _sdes():
     return [VPSDE(0.1, 1.0, 1000), VESDE(0.1, 1.0, 1000), subVPSDE(0.1, 1.0, 1000), VPSDE(0.1, 20.0, 1000),
             VESDE(0.01, 50.0, 1000)]

@@ -10,13 +10,6 @@ from molgen.config import load_config
 from molgen.train import EMA, CheckpointMismatch, Trainer, TrainData, load_checkpoint, load_run
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 def synthetic_data(n_train=48, n_test=16, seed=0) -> TrainData:
     g = torch.Generator().manual_seed(seed)
 

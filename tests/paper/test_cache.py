@@ -129,3 +129,30 @@ def test_parameters_cell_is_required(tmp_path: Path):
     nbformat.write(nb, tmp_path / "x.ipynb")
     with pytest.raises(NotebookError, match="parameters"):
         Notebook.read(tmp_path / "x.ipynb").parameter_names()
+
+
+def test_declared_input_files_are_part_of_the_key(tiny_project: Project):
+    nb_path = tiny_project.notebooks_dir / "tiny.ipynb"
+    key = plan(tiny_project, "default")["tiny"].key
+    data = tiny_project.root / "data" / "runs"
+    data.mkdir(parents=True)
+    (data / "a.json").write_text("{}")
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.metadata["paper"] = {"inputs": ["data/runs/*.json"]}
+    nbformat.write(nb, nb_path)
+    with_input = plan(tiny_project, "default")["tiny"]
+    assert with_input.key != key and with_input.parts["inputs"] == {"data/runs/a.json": with_input.parts["inputs"]
+                                                                   ["data/runs/a.json"]}
+    (data / "a.json").write_text('{"changed": 1}')
+    assert plan(tiny_project, "default")["tiny"].key != with_input.key
+    (data / "b.json").write_text("{}")
+    assert set(plan(tiny_project, "default")["tiny"].parts["inputs"]) == {"data/runs/a.json", "data/runs/b.json"}
+
+
+def test_inputs_must_be_a_list_of_patterns(tmp_path: Path, make_notebook, tiny_sources):
+    make_notebook(tmp_path / "x.ipynb", *tiny_sources)
+    nb = nbformat.read(tmp_path / "x.ipynb", as_version=4)
+    nb.metadata["paper"] = {"inputs": "data/*.json"}
+    nbformat.write(nb, tmp_path / "x.ipynb")
+    with pytest.raises(NotebookError, match="inputs must be a list"):
+        Notebook.read(tmp_path / "x.ipynb")

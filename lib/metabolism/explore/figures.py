@@ -61,7 +61,7 @@ def replicate(out: str | Path, seeds: Sequence[int], executor=None, report=print
     (also written to `out/replicates.json`) has, per config: iteration, params, overrides, seeds, scores,
     mean, std, n, n_failed and the score it had in the exploration; plus the `compare` of the two.
     """
-    from ..io import write_json
+    from common.io import write_json
     from .executor import run_job
     from .loop import SETTINGS, ExploreSettings, make_executor
     from .summary import summarize

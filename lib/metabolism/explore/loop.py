@@ -22,7 +22,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from ..config import ConfigError, load_config
-from ..io import write_json
+from common.io import write_json
 from .executor import DaskExecutor, Executor, LocalExecutor, SerialExecutor, run_job
 from .memory import offline_memory, write_memory
 from .proposers import ROLES, OfflineProposer, Proposer, RoundContext

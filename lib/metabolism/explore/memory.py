@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import write_text
+from common.io import write_text
 from .space import SearchSpace
 from .tree import Tree
 

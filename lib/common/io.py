@@ -1,4 +1,5 @@
-"""Atomic file writes: write to a temporary name in the target's directory, then os.replace."""
+"""Atomic file writes: write to a temporary name in the target's directory, then ``os.replace``, so that a
+crash or an error never leaves a half-written file under the real name."""
 from __future__ import annotations
 
 import json
@@ -22,10 +23,10 @@ def readable(path: str | Path, directory: bool = False) -> None:
 
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path next to `path`; it replaces `path` on success and is removed on error."""
+    """Yield a temporary path next to ``path``; it replaces ``path`` on success and is removed on error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -37,14 +38,32 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` atomically."""
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    """Write `data` as indented JSON to `path` atomically (numpy scalars and arrays are converted)."""
+    """Write ``data`` as indented JSON atomically (numpy/torch scalars and arrays, and paths, are converted)."""
     write_text(path, json.dumps(data, indent=2, default=_to_builtin) + "\n")
+
+
+def write_npz(path: str | Path, **arrays: Any) -> None:
+    """Write compressed numpy arrays atomically."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def save_torch(obj: Any, path: str | Path) -> None:
+    """``torch.save`` atomically, flushed to disk before the rename (checkpoints survive a killed session)."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _to_builtin(obj: Any) -> Any:

@@ -1,0 +1,2 @@
+"""What both studies and the paper share: atomic file writes (``common.io``) and run provenance
+(``common.provenance``)."""

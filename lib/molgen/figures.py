@@ -1,0 +1,163 @@
+"""Figures and tables of the molecule pages, from run directories (``molgen.pipeline``)."""
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .pipeline import SAMPLES, read_log, results
+
+METRIC_COLUMNS = ("validity_wo_correction", "validity", "uniqueness", "novelty", "fcd", "nspdk")
+"""The GDSS metrics in the order of its tables; the first four are fractions (shown in %)."""
+
+
+def sample_smiles(run_dir: str | Path) -> list[str]:
+    path = Path(run_dir) / SAMPLES
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: sample the run first")
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def molecule_grid(smiles: Sequence[str], n: int = 24, per_row: int = 6, seed: int = 0, size: int = 180):
+    """An RDKit grid image of ``n`` molecules drawn at random (seeded) from ``smiles``, captioned by SMILES."""
+    from rdkit import Chem
+    from rdkit.Chem import Draw
+
+    pick = random.Random(seed).sample(list(smiles), min(n, len(smiles)))
+    mols = [Chem.MolFromSmiles(s) for s in pick]
+    keep = [(m, s) for m, s in zip(mols, pick) if m is not None]
+    return Draw.MolsToGridImage([m for m, _ in keep], molsPerRow=per_row, subImgSize=(size, size),
+                                legends=[s for _, s in keep])
+
+
+def loss_curves(run_dirs: dict[str, str | Path]) -> Figure:
+    """Training (solid) and EMA test (dashed) losses per epoch of X and of A, one colour per run."""
+    fig = Figure(figsize=(8.5, 3.2))
+    axes = fig.subplots(1, 2)
+    for k, (name, d) in enumerate(run_dirs.items()):
+        log = read_log(d)
+        if not log:
+            continue
+        ep = [r["epoch"] for r in log]
+        for ax, key in zip(axes, ("x", "adj")):
+            ax.plot(ep, [r[f"train_{key}"] for r in log], color=f"C{k}", lw=1.2, label=f"{name} train")
+            if f"test_{key}" in log[0]:
+                ax.plot(ep, [r[f"test_{key}"] for r in log], color=f"C{k}", lw=1.0, ls="--", label=f"{name} test")
+    for ax, title in zip(axes, ("node features X", "adjacency A")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("denoising score-matching loss")
+        ax.set_title(title)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def metrics_table(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per run: variant (the directory name without ``_s<seed>``), config, seed, epochs, the six metrics (fractions in %), training and sampling time."""
+    rows = []
+    for d in run_dirs:
+        r = results(d)
+        variant, sep, seed = r["run"].rpartition("_s")
+        row = {"run": r["run"], "variant": variant if sep and seed.isdigit() else r["run"], "config": r["config"],
+               "seed": r["seed"], "epochs": r["epochs"]}
+        for key in METRIC_COLUMNS:
+            v = r.get(key, math.nan)
+            row[key] = 100 * v if key in METRIC_COLUMNS[:4] else v
+        row["training (min)"] = r["seconds_training"] / 60
+        s = r.get("sampling", {})
+        row["samples"] = s.get("n_sampled", math.nan)
+        row["sampling (s)"] = s.get("seconds_sampling", math.nan)
+        row["device"] = s.get("device", (r.get("training_sessions") or [{}])[-1].get("device", "?"))
+        row["commit"] = str(s.get("commit", "?"))[:10]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_table(table: pd.DataFrame, by: str = "config") -> pd.DataFrame:
+    """Mean and standard deviation over seeds of each metric and time, per ``by`` group ("mean ± sd")."""
+    cols = [*METRIC_COLUMNS, "training (min)", "sampling (s)"]
+    g = table.groupby(by, sort=False)
+    mean, sd, n = g[cols].mean(), g[cols].std(ddof=1), g.size()
+    out = pd.DataFrame(index=mean.index)
+    out["seeds"] = n
+    for c in cols:
+        digits = 4 if c == "nspdk" else 2
+        out[c] = [f"{m:.{digits}f}" if k < 2 or math.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
+                  for m, s, k in zip(mean[c], sd[c], n)]
+    return out
+
+
+def ablation_figure(table: pd.DataFrame, by: str = "variant", metrics: Sequence[str] = ("fcd", "nspdk",
+                    "validity_wo_correction")) -> Figure:
+    """One panel per metric: every seed as a dot and the mean as a bar, one column per variant."""
+    groups = list(dict.fromkeys(table[by]))
+    fig = Figure(figsize=(3.0 * len(metrics), 3.2))
+    axes = fig.subplots(1, len(metrics))
+    for ax, m in zip(axes, metrics):
+        for i, g in enumerate(groups):
+            vals = table.loc[table[by] == g, m].astype(float)
+            ax.bar(i, vals.mean(), color=f"C{i}", alpha=0.35, width=0.7)
+            ax.plot([i] * len(vals), vals, "o", color=f"C{i}", ms=4)
+        ax.set_xticks(range(len(groups)), groups, rotation=35, ha="right", fontsize=8)
+        ax.set_title(m + (" (%)" if m in METRIC_COLUMNS[:4] else ""))
+    fig.tight_layout()
+    return fig
+
+
+def compare(table: pd.DataFrame, baseline: str, by: str = "variant",
+            metrics: Sequence[str] = ("fcd", "nspdk")) -> pd.DataFrame:
+    """Each variant against ``baseline`` on lower-is-better metrics: means, the difference, the pooled seed
+    spread (sd of the two groups combined in quadrature) and whether the difference exceeds it."""
+    rows = []
+    base = table[table[by] == baseline]
+    for g in dict.fromkeys(table[by]):
+        if g == baseline:
+            continue
+        other = table[table[by] == g]
+        for m in metrics:
+            b, o = base[m].astype(float), other[m].astype(float)
+            spread = math.sqrt((b.std(ddof=1) if len(b) > 1 else math.nan) ** 2
+                               + (o.std(ddof=1) if len(o) > 1 else math.nan) ** 2)
+            diff = o.mean() - b.mean()
+            rows.append({by: g, "metric": m, "baseline mean": b.mean(), "variant mean": o.mean(),
+                         "difference": diff, "seed spread": spread, "seeds": f"{len(b)} vs {len(o)}",
+                         "better beyond spread": bool(diff < 0 and not math.isnan(spread) and -diff > spread)})
+    return pd.DataFrame(rows)
+
+
+def verdict(results: dict) -> str:
+    """A plain-language answer to "does topology help?" from the ablation notebook's results JSON: the best
+    cell-attention variant by FCD against GDSS on FCD and NSPDK, and whether the differences exceed the seed
+    spread (unknown with a single seed)."""
+    table = pd.DataFrame(results.get("table") or [])
+    if table.empty or "gdss" not in set(table["variant"]):
+        return "The ablation has no GDSS baseline run yet, so it does not answer the question."
+    means = table.groupby("variant")[["fcd", "nspdk"]].mean()
+    cans = [v for v in means.index if v.startswith("can")]
+    if not cans:
+        return "The ablation has no cell-attention run yet, so it does not answer the question."
+    best = min(cans, key=lambda v: means.loc[v, "fcd"])
+    cmp = compare(table, "gdss").set_index(["variant", "metric"])
+    seeds = int(table.groupby("variant").size().min())
+    epochs = sorted(set(table["epochs"]))
+    parts = []
+    for m, name, fmt in (("fcd", "FCD", ".2f"), ("nspdk", "NSPDK", ".4f")):
+        row = cmp.loc[(best, m)]
+        better = "lower" if row["difference"] < 0 else "higher"
+        parts.append(f"{name} {row['variant mean']:{fmt}} against {row['baseline mean']:{fmt}} ({better})")
+    head = (f"From {results.get('source', '?')} runs ({len(table)} runs, {seeds} seed(s) per variant at least, "
+            f"{'/'.join(str(e) for e in epochs)} training epochs): the best cell-attention variant by FCD, "
+            f"`{best}`, reaches {parts[0]} and {parts[1]} than GDSS.")
+    if seeds < 2:
+        return head + (" With a single seed per variant the seed spread is unknown, so this is not yet evidence "
+                       "either way.")
+    beyond = [m.upper() for m in ("fcd", "nspdk") if cmp.loc[(best, m), "better beyond spread"]]
+    if len(beyond) == 2:
+        return head + " Both improvements exceed the seed spread: at this budget, topology helps."
+    if beyond:
+        return head + f" Only the {beyond[0]} improvement exceeds the seed spread: the evidence is mixed."
+    return head + " Neither difference is an improvement beyond the seed spread: at this budget, topology does not help."

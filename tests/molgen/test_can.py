@@ -1,0 +1,239 @@
+"""Cell attention layers against topomodelx 0.0.1, and the two cell-complex score networks: batch consistency,
+permutation equivariance, symmetry, masks, gradients, and the time argument of ``score_fn``."""
+from __future__ import annotations
+
+import pytest
+import torch
+from rdkit import Chem
+
+from molgen.complexes import lift_graphs
+from molgen.losses import score_fn
+from molgen.nets import can
+from molgen.nets.can import AttentionLift, CANLayer, CANScoreA, CANScoreX
+from molgen.sde import VESDE, VPSDE
+
+SMILES = ["c1ccccc1O", "CCN(C)C", "C1CC1C(=O)O", "C1CC2CCC1C2", "OC1CCOC1", "CC(=O)N", "c1ccncc1", "CC#N"]
+
+
+def mol_batch(smiles, n=9):
+    """Kekulised molecules as dense (X one-hot [C, N, O, F], A bond orders, flags)."""
+    b = len(smiles)
+    x, adj, flags = torch.zeros(b, n, 4), torch.zeros(b, n, n), torch.zeros(b, n)
+    for g, s in enumerate(smiles):
+        m = Chem.MolFromSmiles(s)
+        Chem.Kekulize(m, clearAromaticFlags=True)
+        for atom in m.GetAtoms():
+            x[g, atom.GetIdx(), "CNOF".index(atom.GetSymbol())] = 1.0
+            flags[g, atom.GetIdx()] = 1.0
+        for bond in m.GetBonds():
+            i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+            adj[g, i, j] = adj[g, j, i] = bond.GetBondTypeAsDouble()
+    return x, adj, flags
+
+
+def noisy(smiles, n=9, sigma=0.3, seed=0):
+    x, adj, flags = mol_batch(smiles, n)
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(adj.shape, generator=g).triu(1)
+    adj = (adj + sigma * (z + z.transpose(1, 2))) * flags[:, :, None] * flags[:, None, :]
+    x = (x + sigma * torch.randn(x.shape, generator=g)) * flags[..., None]
+    return x, adj, flags
+
+
+def copy_from_topomodelx(ours: CANLayer, ref) -> None:
+    """Load the weights of a topomodelx v1 CANLayer into ours (lin columns: [down | up | skip])."""
+    o = ours.out_channels
+    with torch.no_grad():
+        ours.lin.weight[:o] = ref.lower_att.lin.weight
+        ours.lin.weight[o:2 * o] = ref.upper_att.lin.weight
+        ours.lin.weight[2 * o:] = ref.lin.weight
+        for k, att in enumerate((ref.lower_att, ref.upper_att)):
+            ours.att_src[k] = att.att_weight_src[0]
+            ours.att_dst[k] = att.att_weight_dst[0]
+
+
+@pytest.mark.parametrize("heads,concat", [(1, True), (4, True), (2, False)])
+def test_can_layer_matches_topomodelx(heads, concat):
+    """Single molecules with rings (norbornane's edges lie in two of its three chordless rings), and a mixed
+    batch as one block-diagonal complex (agreement there needs at least one ring in the whole complex)."""
+    from topomodelx.nn.cell.can_layer import CANLayer as RefCANLayer
+    torch.manual_seed(0)
+    leaky = torch.nn.LeakyReLU(0.2)
+    for smiles in (["c1ccccc1O"], ["C1CC2CCC1C2"], ["C1CC1C(=O)O"], SMILES):
+        _, adj, flags = mol_batch(smiles)
+        cx = lift_graphs(adj, flags)
+        e = cx.num_edges
+        x = torch.randn(e, 6)
+        ref = RefCANLayer(6, 8, heads=heads, concat=concat, skip_connection=True, att_activation=leaky,
+                          add_self_loops=True, aggr_func="sum", update_func="relu", version="v1")
+        ours = CANLayer(6, 8, heads=heads, concat=concat, skip_connection=True, att_activation=leaky, update="relu")
+        copy_from_topomodelx(ours, ref)
+        want = ref(x, cx.down_laplacian.float(), cx.up_laplacian.float())
+        got = ours(x, cx.down_index, cx.up_index)
+        assert got.shape == want.shape == (e, 8 if concat else 8 // heads)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert cx.up_laplacian.to_dense().diagonal().max() == 2  # some edge in two rings
+
+
+def test_can_layer_ring_free_molecule_differs_from_topomodelx_only_by_upper_self_term():
+    """topomodelx drops the upper term of a complex without 2-cells; ours keeps each edge's upper self-loop."""
+    from topomodelx.nn.cell.can_layer import CANLayer as RefCANLayer
+    torch.manual_seed(1)
+    _, adj, flags = mol_batch(["CCN(C)C"])
+    cx = lift_graphs(adj, flags)
+    x = torch.randn(cx.edge_index.shape[1], 5)
+    ref = RefCANLayer(5, 6, heads=2, update_func=None, att_activation=torch.nn.LeakyReLU(0.2))
+    ours = CANLayer(5, 6, heads=2, update=None)
+    copy_from_topomodelx(ours, ref)
+    want = ref(x, cx.down_laplacian.float(), cx.up_laplacian.float())
+    upper_self = x @ ours.lin.weight[6:12].t()  # softmax over the self-loop alone: the edge's own up-message
+    torch.testing.assert_close(ours(x, cx.down_index, cx.up_index), want + upper_self, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("readout", ["cat", "sum", "avg", "max"])
+def test_attention_lift_matches_topomodelx(readout):
+    from topomodelx.nn.cell.can_layer import MultiHeadLiftLayer
+    torch.manual_seed(0)
+    _, adj, flags = mol_batch(["c1ccccc1O"])
+    cx = lift_graphs(adj, flags)
+    x0, x1 = torch.randn(9, 5), torch.randn(cx.edge_index.shape[1], 3)
+    ref = MultiHeadLiftLayer(5, heads=4, signal_lift_readout=readout)
+    ours = AttentionLift(5, heads=4, readout=readout, symmetric=False)
+    with torch.no_grad():
+        ours.att.copy_(ref.lifts.att_parameter)
+    a0 = torch.sparse_coo_tensor(cx.edge_index, torch.ones(cx.edge_index.shape[1]), (9, 9)).coalesce()
+    torch.testing.assert_close(ours(x0, cx.edge_index, x1), ref(x0, a0, x1), atol=1e-6, rtol=1e-5)
+    sym = AttentionLift(5, heads=4, readout=readout, symmetric=True)
+    sym.load_state_dict(ours.state_dict())
+    torch.testing.assert_close(sym(x0, cx.edge_index), sym(x0, cx.edge_index.flip(0)))
+
+
+def test_can_layer_batch_equals_one_complex_at_a_time():
+    torch.manual_seed(0)
+    layer = CANLayer(7, 8, heads=2)
+    x, adj, flags = mol_batch(SMILES)
+    cx = lift_graphs(adj, flags)
+    feats = torch.randn(cx.edge_index.shape[1], 7)
+    out = layer(feats, cx.down_index, cx.up_index)
+    for g in range(len(SMILES)):
+        sel = cx.edge_batch == g
+        one = lift_graphs(adj[g:g + 1], flags[g:g + 1])
+        torch.testing.assert_close(layer(feats[sel], one.down_index, one.up_index), out[sel], atol=1e-6, rtol=1e-5)
+
+
+def make_nets(ring_features=True, seed=0):
+    torch.manual_seed(seed)
+    kw = dict(hidden=16, num_layers=2, heads=4, ring_features=ring_features, n_atom_types=4)
+    return CANScoreX(4, **kw), CANScoreA(4, **kw)
+
+
+@pytest.mark.parametrize("ring_features", [False, True])
+def test_score_nets_batch_equals_one_graph_at_a_time(ring_features):
+    x, adj, flags = noisy(SMILES)
+    t = torch.linspace(0.1, 0.9, len(SMILES))
+    for net in make_nets(ring_features):
+        out = net(x, adj, flags, t)
+        for g in range(len(SMILES)):
+            one = net(x[g:g + 1], adj[g:g + 1], flags[g:g + 1], t[g:g + 1])
+            torch.testing.assert_close(one[0], out[g], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("ring_features", [False, True])
+def test_score_nets_permutation_equivariant(ring_features):
+    x, adj, flags = noisy(SMILES, sigma=0.4, seed=3)
+    t = torch.rand(len(SMILES), generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(2)
+    perm = torch.stack([torch.randperm(9, generator=g) for _ in SMILES])  # also moves padding slots around
+    xp = torch.stack([x[i, p] for i, p in enumerate(perm)])
+    ap = torch.stack([adj[i][p][:, p] for i, p in enumerate(perm)])
+    fp = torch.stack([flags[i, p] for i, p in enumerate(perm)])
+    net_x, net_a = make_nets(ring_features)
+    sx, sxp = net_x(x, adj, flags, t), net_x(xp, ap, fp, t)
+    sa, sap = net_a(x, adj, flags, t), net_a(xp, ap, fp, t)
+    for i, p in enumerate(perm):
+        torch.testing.assert_close(sxp[i], sx[i, p], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(sap[i], sa[i][p][:, p], atol=1e-5, rtol=1e-4)
+
+
+def test_outputs_symmetric_zero_diagonal_and_masked():
+    x, adj, flags = noisy(SMILES, sigma=0.5)
+    t = torch.full((len(SMILES),), 0.5)
+    net_x, net_a = make_nets()
+    sx, sa = net_x(x, adj, flags, t), net_a(x, adj, flags, t)
+    assert sx.shape == x.shape and sa.shape == adj.shape
+    torch.testing.assert_close(sa, sa.transpose(1, 2), atol=0, rtol=0)
+    assert sa.diagonal(dim1=1, dim2=2).abs().max() == 0
+    pad = flags == 0
+    assert sx[pad].abs().max() == 0
+    assert sa[pad].abs().max() == 0 and sa.transpose(1, 2)[pad].abs().max() == 0
+    assert sx[~pad].abs().min() > 0 and sa.abs().sum() > 0
+
+
+def test_ring_attributes_of_benzene_and_pyridine():
+    x, adj, flags = mol_batch(["c1ccccc1O", "c1ccncc1", "C1CC1C(=O)O"])
+    cx = lift_graphs(adj, flags)
+    attrs = can.ring_attributes(cx, x, adj, n_atom_types=4, max_ring=8)
+    order = torch.argsort(cx.face_batch)
+    attrs = attrs[order]
+    assert attrs.shape == (3, 8)
+    torch.testing.assert_close(attrs[:, :6], torch.eye(6)[[3, 3, 0]])  # one-hot sizes 6, 6, 3
+    torch.testing.assert_close(attrs[:, 6], torch.tensor([0.5, 0.5, 0.0]))  # kekulised: 3 of 6 bonds double
+    torch.testing.assert_close(attrs[:, 7], torch.tensor([0.0, 1.0, 0.0]))  # heteroatoms in the ring
+
+
+def test_gradients_reach_every_parameter():
+    x, adj, flags = noisy(SMILES, sigma=0.2)
+    t = torch.full((len(SMILES),), 0.3)
+    for net in make_nets(ring_features=True):
+        out = net(x, adj, flags, t)
+        (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(0))).sum().backward()
+        for name, p in net.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_empty_graphs_do_not_crash():
+    x, adj, flags = torch.zeros(2, 9, 4), torch.zeros(2, 9, 9), torch.zeros(2, 9)
+    flags[:, :2] = 1.0
+    for net in make_nets():
+        out = net(x, adj, flags, torch.full((2,), 0.5))
+        assert torch.isfinite(out).all()
+
+
+def test_lift_is_reused_only_for_an_equal_state():
+    x, adj, flags = noisy(SMILES)
+    first = can.lift_state(adj, flags, 0.5, 8)
+    assert can.lift_state(adj.clone(), flags.clone(), 0.5, 8) is first
+    assert can.lift_state(adj, flags, 0.4, 8) is not first
+    changed = adj.clone()
+    changed[0, 0, 1] = changed[0, 1, 0] = 0.0
+    other = can.lift_state(changed, flags, 0.5, 8)
+    assert other.num_edges == first.num_edges - 1
+    net_x, net_a = make_nets()
+    t = torch.full((len(SMILES),), 0.4)
+    want_x, want_a = net_x(x, adj, flags, t), net_a(x, adj, flags, t)
+    with torch.inference_mode():  # as the sampler calls the networks
+        torch.testing.assert_close(net_x(x, adj, flags, t), want_x)
+        torch.testing.assert_close(net_a(x, adj, flags, t), want_a)
+
+
+class _Recorder(torch.nn.Module):
+    time_conditioned = True
+
+    def forward(self, x, adj, flags, t):
+        self.t = t
+        return torch.ones_like(x)
+
+
+@pytest.mark.parametrize("sde", [VESDE(0.1, 1.0, 100), VPSDE(0.1, 1.0, 100)])
+def test_score_fn_passes_time_to_time_conditioned_nets(sde):
+    x, adj, flags = mol_batch(SMILES[:2])
+    t = torch.tensor([0.2, 0.7])
+    rec = _Recorder()
+    score_fn(sde, rec)(x, adj, flags, t)
+    assert rec.t is t
+    net_x, net_a = make_nets()
+    out = score_fn(sde, net_a)(x, adj, flags, t)
+    want = net_a(x, adj, flags, t)
+    if not isinstance(sde, VESDE):
+        want = -want / sde.marginal_prob(torch.zeros_like(t), t)[1][:, None, None]
+    torch.testing.assert_close(out, want)
