@@ -16,7 +16,6 @@ cost more than they save on a busy machine).
 from __future__ import annotations
 
 import json
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,25 +47,23 @@ class CheckpointMismatch(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------------- building blocks
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+# torch's thread count at import (it follows OMP_NUM_THREADS), before configure_threads changes it
+DEFAULT_THREADS = torch.get_num_threads()
 
 
 def configure_threads(cfg: RunConfig, device: torch.device) -> None:
     """CPU threads: the fused kernels get ``train.num_threads`` (default: torch's thread count), torch's own
     intra-op pool ``train.torch_threads`` (default 1: its ops here are tiny) when the kernels are in use.
     Without the kernels, or with a cell-attention network (plain torch ops), torch gets ``train.num_threads``
-    (default: the available cores). Denormals are flushed to zero on every thread
+    (default: torch's thread count, which follows ``OMP_NUM_THREADS``, so that jobs sharing a machine do not
+    oversubscribe it). Denormals are flushed to zero on every thread
     (``kernels.set_flush_denormal``)."""
     from .nets import kernels
 
     if device.type != "cpu":
         return
     kernels.set_flush_denormal(True)
-    n = cfg.train.num_threads or available_cores()
+    n = cfg.train.num_threads or DEFAULT_THREADS
     gdss_only = cfg.model.x == "ScoreNetworkX" and cfg.model.adj == "ScoreNetworkA"
     if kernels.available() and gdss_only:
         kernels.set_num_threads(n)
