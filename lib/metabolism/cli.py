@@ -101,6 +101,7 @@ def _add_explore_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobqueue", type=Path, help="YAML {kind: SLURMCluster, kwargs: {...}, jobs: N} for "
                    "--executor dask with dask-jobqueue installed")
     p.add_argument("--threads-per-job", type=int, help="torch threads of each run (default 1)")
+    p.add_argument("--job-timeout", type=float, help="seconds after which a run is stopped and recorded as failed")
     p.add_argument("--score", dest="score_key", help="dotted metrics key to optimise (default rate_constants.r2_log_k)")
     p.add_argument("--minimize", action="store_true", default=None, help="lower score is better")
     p.add_argument("--ucb-c", type=float, help="UCB exploration constant (default 0.5)")
@@ -122,7 +123,7 @@ def _explore(args: argparse.Namespace) -> int:
         "budget": args.budget, "budget_seconds": args.budget_seconds, "slots": args.slots,
         "proposer": args.proposer, "executor": args.executor, "workers": args.workers,
         "dask_address": args.dask_address, "ucb_c": args.ucb_c, "explore_seed": args.explore_seed,
-        "threads_per_job": args.threads_per_job}.items()
+        "threads_per_job": args.threads_per_job, "job_timeout": args.job_timeout}.items()
         if v is not None}
     identity = {k: v for k, v in {"score_key": args.score_key,
                                    "maximize": False if args.minimize else None}.items() if v is not None}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 
 import pytest
 
@@ -233,6 +234,28 @@ def test_failed_run_is_a_result_not_a_crash(tmp_path):
     res = run_job({"iteration": 9, "base_data": s.base_data, "overrides": TINY + ["training.lr=-1"], "seed": 3,
                    "run_dir": str(tmp_path / "r"), "score_key": s.score_key, "threads": 1})
     assert res["status"] == "failed" and "training.lr" in res["error"] and res["wall_time"] >= 0
+
+
+def test_a_run_over_its_time_limit_is_stopped_and_recorded_failed(tmp_path):
+    s = tiny_settings()
+    job = {"iteration": 4, "base_data": s.base_data, "overrides": TINY + ["training.steps=100000"], "seed": 3,
+           "run_dir": str(tmp_path / "r"), "score_key": s.score_key, "threads": 1, "timeout": 3.0}
+    res = run_job(job)
+    assert res["status"] == "failed" and "time limit of 3 s" in res["error"]
+    assert 3.0 <= res["wall_time"] < 30.0
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0), "the timer must be cleared after the job"
+
+
+def test_job_timeout_reaches_the_jobs(tmp_path):
+    calls: list = []
+
+    def job(j: dict) -> dict:
+        calls.append(j["timeout"])
+        return fake_job()(j)
+    ex = Explorer(tmp_path / "ex", tiny_settings(budget=2, slots=2, job_timeout=120.0),
+                  executor=SerialExecutor(job))
+    ex.run()
+    assert calls == [120.0, 120.0]
 
 
 def test_dask_local_cluster_is_selected_by_config(tmp_path):

@@ -2,11 +2,16 @@
 
 A job is a plain dict (picklable, JSON-able); `run_job` builds its RunConfig, calls
 `metabolism.pipeline.run(cfg, run_dir, progress=False)` and returns metrics, score, wall time and status.
-Errors inside a run are caught and returned as status "failed" with the error text.
+Errors inside a run are caught and returned as status "failed" with the error text; so is a run that exceeds
+the job's `timeout` (seconds), stopped by a SIGALRM timer where the job runs in a process's main thread (the
+local pool and the serial executor; Dask workers run jobs in threads, where no timer can interrupt them).
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -27,32 +32,61 @@ def score_of(metrics: dict, key: str) -> float | None:
     return float(node)
 
 
+class JobTimeout(Exception):
+    """A job ran longer than its timeout."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise JobTimeout in this thread after `seconds` (no limit when None, or outside the main thread)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _expire(signum, frame):
+        raise JobTimeout(f"the run exceeded its time limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, _expire)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def run_job(job: dict) -> dict:
-    """Run one iteration: `job` has iteration, base_data, overrides, seed, run_dir, score_key, threads."""
+    """Run one iteration: `job` has iteration, base_data, overrides, seed, run_dir, score_key, threads and
+    optionally timeout (seconds)."""
     t0 = time.perf_counter()
     result: dict = {"iteration": job["iteration"], "status": "failed", "metrics": None, "score": None,
                     "error": None}
     try:
-        import torch
-
-        from ..pipeline import run
-        from .space import build_config
-
-        if job.get("threads"):
-            torch.set_num_threads(int(job["threads"]))
-        cfg = build_config(job["base_data"], job["overrides"], job.get("seed"))
-        metrics = run(cfg, Path(job["run_dir"]), progress=False)
-        result["metrics"] = metrics
-        result["score"] = score_of(metrics, job["score_key"])
-        if result["score"] is None:
-            result["error"] = f"score {job['score_key']!r} missing or not finite in the metrics"
-        else:
-            result["status"] = "ok"
+        with time_limit(job.get("timeout")):
+            _run_job_body(job, result)
     except Exception as err:  # a failed run is a result, not a crash of the loop
         tb = traceback.format_exc(limit=6)
         result["error"] = f"{type(err).__name__}: {err}\n{tb[-2000:]}"
     result["wall_time"] = time.perf_counter() - t0
     return result
+
+
+def _run_job_body(job: dict, result: dict) -> None:
+    import torch
+
+    from ..pipeline import run
+    from .space import build_config
+
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+    cfg = build_config(job["base_data"], job["overrides"], job.get("seed"))
+    metrics = run(cfg, Path(job["run_dir"]), progress=False)
+    result["metrics"] = metrics
+    result["score"] = score_of(metrics, job["score_key"])
+    if result["score"] is None:
+        result["error"] = f"score {job['score_key']!r} missing or not finite in the metrics"
+    else:
+        result["status"] = "ok"
 
 
 def _failure(job: dict, err: BaseException) -> dict:

@@ -58,6 +58,8 @@ class ExploreSettings(BaseModel):
     dask_cluster: dict | None = None
     jobqueue: dict | None = None
     threads_per_job: PositiveInt = 1
+    job_timeout: float | None = Field(None, gt=0, description="seconds after which a run is stopped and recorded "
+                                      "as failed (local and serial executors)")
     score_key: str = "rate_constants.r2_log_k"
     maximize: bool = True
     score_floor: float | None = -1.0
@@ -177,7 +179,7 @@ class Explorer:
         s = self.settings
         return {"iteration": item["iteration"], "base_data": s.base_data, "overrides": item["overrides"],
                 "seed": s.seed, "run_dir": str(self.out / item["run_dir"]), "score_key": s.score_key,
-                "threads": s.threads_per_job}
+                "threads": s.threads_per_job, "timeout": s.job_timeout}
 
     def _dispatch(self, items: list[dict], executor: Executor) -> None:
         """Log every item as started (fsynced), run them, log each result as it finishes."""
