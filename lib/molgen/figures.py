@@ -56,13 +56,29 @@ def loss_curves(run_dirs: dict[str, str | Path]) -> Figure:
     return fig
 
 
+def split_run_name(name: str) -> tuple[str, int | None]:
+    """``<variant>_s<seed>`` -> (variant, seed); a name without a seed suffix is its own variant."""
+    variant, sep, seed = name.rpartition("_s")
+    return (variant, int(seed)) if sep and seed.isdigit() else (name, None)
+
+
+def first_seed_runs(run_dirs: Sequence[str | Path]) -> dict[str, Path]:
+    """Variant -> the run directory of its lowest seed, in the order the variants first appear."""
+    best: dict[str, tuple[int, Path]] = {}
+    for d in map(Path, run_dirs):
+        variant, seed = split_run_name(d.name)
+        seed = -1 if seed is None else seed
+        if variant not in best or seed < best[variant][0]:
+            best[variant] = (seed, d)
+    return {v: d for v, (_, d) in best.items()}
+
+
 def metrics_table(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     """One row per run: variant (the directory name without ``_s<seed>``), config, seed, epochs, the six metrics (fractions in %), training and sampling time."""
     rows = []
     for d in run_dirs:
         r = results(d)
-        variant, sep, seed = r["run"].rpartition("_s")
-        row = {"run": r["run"], "variant": variant if sep and seed.isdigit() else r["run"], "config": r["config"],
+        row = {"run": r["run"], "variant": split_run_name(r["run"])[0], "config": r["config"],
                "seed": r["seed"], "epochs": r["epochs"]}
         for key in METRIC_COLUMNS:
             v = r.get(key, math.nan)
@@ -129,6 +145,19 @@ def compare(table: pd.DataFrame, baseline: str, by: str = "variant",
     return pd.DataFrame(rows)
 
 
+def _cost_ratios(table: pd.DataFrame, variant: str, baseline: str) -> str:
+    """'a.bx GDSS's training time and c.dx its sampling time' from the mean times per variant ('' if unknown)."""
+    parts = []
+    for col, what in (("training (min)", "training time"), ("sampling (s)", "sampling time")):
+        if col not in table:
+            continue
+        means = table.groupby("variant")[col].mean()
+        base, other = means.get(baseline), means.get(variant)
+        if base and other and math.isfinite(base) and math.isfinite(other) and base > 0:
+            parts.append(f"{other / base:.1f}x GDSS's {what}")
+    return " and ".join(parts)
+
+
 def verdict(results: dict) -> str:
     """A plain-language answer to "does topology help?" from the ablation notebook's results JSON: the best
     cell-attention variant by FCD against GDSS on FCD and NSPDK, and whether the differences exceed the seed
@@ -152,6 +181,9 @@ def verdict(results: dict) -> str:
     head = (f"From {results.get('source', '?')} runs ({len(table)} runs, {seeds} seed(s) per variant at least, "
             f"{'/'.join(str(e) for e in epochs)} training epochs): the best cell-attention variant by FCD, "
             f"`{best}`, reaches {parts[0]} and {parts[1]} than GDSS.")
+    cost = _cost_ratios(table, best, "gdss")
+    if cost:
+        head += f" It costs {cost} (the budget is equal epochs, not equal time)."
     if seeds < 2:
         return head + (" With a single seed per variant the seed spread is unknown, so this is not yet evidence "
                        "either way.")

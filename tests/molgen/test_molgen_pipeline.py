@@ -78,6 +78,16 @@ def test_variant_column_strips_the_seed(tiny_runs):
     assert list(figures.metrics_table(tiny_runs)["variant"]) == ["tiny", "tiny"]
 
 
+def test_first_seed_runs_picks_the_lowest_seed_of_each_variant():
+    dirs = ["r/can_s44", "r/gdss_s43", "r/can_s42", "r/gdss_feat_s7", "r/gdss_s42", "r/plain"]
+    got = figures.first_seed_runs(dirs)
+    assert {k: v.name for k, v in got.items()} == {"can": "can_s42", "gdss": "gdss_s42", "gdss_feat": "gdss_feat_s7",
+                                                   "plain": "plain"}
+    assert list(got) == ["can", "gdss", "gdss_feat", "plain"]
+    assert figures.split_run_name("can_feat_ring_s3") == ("can_feat_ring", 3)
+    assert figures.split_run_name("can_feat_ring_sx") == ("can_feat_ring_sx", None)
+
+
 FEAT = ["data.atom_features=[type, charge, aromatic, hybridization, num_hs, ring]", "data.max_feat_num=23"]
 
 
@@ -101,6 +111,9 @@ def test_verdict_reads_the_ablation_results():
             for v, f, n in [("gdss", 3.0, 0.010), ("gdss", 3.2, 0.011), ("can", 1.0, 0.002), ("can", 1.1, 0.003),
                             ("can_feat", 2.9, 0.012), ("can_feat", 3.3, 0.009)]]
     text = figures.verdict({"source": "committed", "table": rows})
-    assert "`can`" in text and "topology helps" in text
+    assert "`can`" in text and "topology helps" in text and "training time" not in text
+    timed = [{**r, "training (min)": 4.0 if r["variant"].startswith("can") else 1.0,
+              "sampling (s)": 80.0 if r["variant"].startswith("can") else 10.0} for r in rows]
+    assert "4.0x GDSS's training time and 8.0x GDSS's sampling time" in figures.verdict({"table": timed})
     assert "unknown" in figures.verdict({"source": "fresh", "table": rows[::2]})
     assert "no GDSS" in figures.verdict({"table": rows[2:]})
