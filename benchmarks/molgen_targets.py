@@ -68,7 +68,7 @@ def main() -> None:
     print(f"{'metric':<24}{'value':>12}  {'target':<10}{'met':<6}{'GDSS paper':>10}")
     for r in out["targets"]:
         print(f"{r['metric']:<24}{r['value']:>12.5g}  {r['target']:<10}{str(r['met']):<6}{r['gdss_paper']:>10}")
-    print("other: " + ", ".join(f"{k} {v:.4g}" for k, v in out["other"].items()))
+    print("other: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v:.4g}" for k, v in out["other"].items()))
     s = out["speed"]
     print(f"training: {s['training_s'] / 3600:.2f} h over {s['epochs']} epochs, median {s['median_epoch_s']:.1f} s/epoch "
           f"= {s['epoch_speedup']:.1f}x the reference's {GDSS_EPOCH_S:.0f} s (target >= {SPEEDUP_TARGETS['epoch']}x)")
