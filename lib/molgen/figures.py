@@ -145,6 +145,16 @@ def compare(table: pd.DataFrame, baseline: str, by: str = "variant",
     return pd.DataFrame(rows)
 
 
+def _samples_text(table: pd.DataFrame) -> str:
+    """', N samples per run' (or a range) when the table records them."""
+    if "samples" not in table:
+        return ""
+    n = sorted({int(v) for v in table["samples"] if isinstance(v, (int, float)) and math.isfinite(v)})
+    if not n:
+        return ""
+    return f", {n[0]:,} samples per run" if len(n) == 1 else f", {n[0]:,}-{n[-1]:,} samples per run"
+
+
 def _cost_ratios(table: pd.DataFrame, variant: str, baseline: str) -> str:
     """'a.bx GDSS's training time and c.dx its sampling time' from the mean times per variant ('' if unknown)."""
     parts = []
@@ -179,7 +189,8 @@ def verdict(results: dict) -> str:
         better = "lower" if row["difference"] < 0 else "higher"
         parts.append(f"{name} {row['variant mean']:{fmt}} against {row['baseline mean']:{fmt}} ({better})")
     head = (f"From {results.get('source', '?')} runs ({len(table)} runs, {seeds} seed(s) per variant at least, "
-            f"{'/'.join(str(e) for e in epochs)} training epochs): the best cell-attention variant by FCD, "
+            f"{'/'.join(str(e) for e in epochs)} training epochs{_samples_text(table)}): the best cell-attention "
+            f"variant by FCD, "
             f"`{best}`, reaches {parts[0]} and {parts[1]} than GDSS.")
     cost = _cost_ratios(table, best, "gdss")
     if cost:

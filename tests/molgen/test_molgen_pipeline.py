@@ -115,5 +115,6 @@ def test_verdict_reads_the_ablation_results():
     timed = [{**r, "training (min)": 4.0 if r["variant"].startswith("can") else 1.0,
               "sampling (s)": 80.0 if r["variant"].startswith("can") else 10.0} for r in rows]
     assert "4.0x GDSS's training time and 8.0x GDSS's sampling time" in figures.verdict({"table": timed})
+    assert "2,000 samples per run" in figures.verdict({"table": [{**r, "samples": 2000} for r in rows]})
     assert "unknown" in figures.verdict({"source": "fresh", "table": rows[::2]})
     assert "no GDSS" in figures.verdict({"table": rows[2:]})
