@@ -18,3 +18,21 @@ def setup(dpi: int = 110) -> None:
         "axes.spines.right": False,
         "legend.frameon": False,
     })
+    _show_figures_as_png()
+
+
+def _show_figures_as_png() -> None:
+    """Let a notebook cell that returns a bare `matplotlib.figure.Figure` (made without pyplot) display as PNG;
+    without pyplot's inline backend IPython would only show its text repr, and the site would embed no image."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from matplotlib.figure import Figure
+
+    shell.display_formatter.formatters["image/png"].for_type(
+        Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))

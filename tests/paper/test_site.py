@@ -68,6 +68,18 @@ def test_committed_executed_notebooks_have_outputs_for_every_embed(page: str, pa
         assert cell is not None and cell.get("outputs"), f"{page}: {executed.name}#{label} has no outputs"
 
 
+@pytest.mark.parametrize("page,path,label", [e for e in _embeds() if e[2].startswith("fig-")])
+def test_embedded_figures_are_images(page: str, path: str, label: str):
+    for store in [d for d in (REPO / "notebooks" / "_executed").iterdir()
+                  if d.is_dir() and d.name != SITE_NAME and not d.name.startswith(".")]:
+        executed = store / Path(path).name
+        if not executed.is_file():
+            continue
+        cell = _cell(json.loads(executed.read_text()), label) or {}
+        kinds = {k for out in cell.get("outputs", []) for k in out.get("data", {})}
+        assert "image/png" in kinds, f"{page}: {store.name}/{executed.name}#{label} shows no image (only {kinds})"
+
+
 def test_profile_parameter_files_are_valid():
     notebooks = discover(REPO / "notebooks")
     assert {"default", "paper"} <= set(profile_names(REPO / "notebooks" / "params"))
