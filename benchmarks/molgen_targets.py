@@ -10,7 +10,7 @@ brief's numbers): 94 s per QM9 epoch, 586 s for 1,000 samples with 1,000 steps.
 from __future__ import annotations
 
 import argparse
-import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -33,9 +33,8 @@ def target_table(run_dir: Path) -> dict:
     res = results(run_dir)
     if "fcd" not in res:
         raise SystemExit(f"{run_dir}: no metrics.json; sample and evaluate the run first")
-    log = read_log(run_dir)
-    epoch_s = sorted(r["seconds"] for r in log if "seconds" in r)
-    median_epoch = epoch_s[len(epoch_s) // 2] if epoch_s else None
+    epoch_s = [r["seconds"] for r in read_log(run_dir) if "seconds" in r]
+    median_epoch = statistics.median(epoch_s) if epoch_s else None
     sampling = res["sampling"]
     per_1000 = sampling["seconds_sampling"] / sampling["n_sampled"] * 1000 * 1000 / sampling["steps"]
     rows = []

@@ -156,7 +156,8 @@ def _samples_text(table: pd.DataFrame) -> str:
 
 
 def _cost_ratios(table: pd.DataFrame, variant: str, baseline: str) -> str:
-    """'a.bx GDSS's training time and c.dx its sampling time' from the mean times per variant ('' if unknown)."""
+    """'a.bx GDSS's training time and c.dx GDSS's sampling time' from the mean times per variant ('' if
+    unknown)."""
     parts = []
     for col, what in (("training (min)", "training time"), ("sampling (s)", "sampling time")):
         if col not in table:
@@ -190,8 +191,7 @@ def verdict(results: dict) -> str:
         parts.append(f"{name} {row['variant mean']:{fmt}} against {row['baseline mean']:{fmt}} ({better})")
     head = (f"From {results.get('source', '?')} runs ({len(table)} runs, {seeds} seed(s) per variant at least, "
             f"{'/'.join(str(e) for e in epochs)} training epochs{_samples_text(table)}): the best cell-attention "
-            f"variant by FCD, "
-            f"`{best}`, reaches {parts[0]} and {parts[1]} than GDSS.")
+            f"variant by FCD, `{best}`, reaches {parts[0]} and {parts[1]} than GDSS.")
     cost = _cost_ratios(table, best, "gdss")
     if cost:
         head += f" It costs {cost} (the budget is equal epochs, not equal time)."

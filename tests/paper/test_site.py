@@ -40,6 +40,12 @@ def _cell(nb: dict, label: str) -> dict | None:
     return None
 
 
+def _profile_stores() -> list[Path]:
+    """The committed executed-notebook folders, one per profile (not the published site copy)."""
+    return [d for d in (REPO / "notebooks" / "_executed").iterdir()
+            if d.is_dir() and d.name != SITE_NAME and not d.name.startswith(".")]
+
+
 def test_pages_embed_from_the_published_site_directory():
     embeds = _embeds()
     assert embeds, "the results page should embed notebook outputs"
@@ -57,8 +63,7 @@ def test_embed_target_has_labelled_cell(page: str, path: str, label: str):
 
 @pytest.mark.parametrize("page,path,label", _embeds())
 def test_committed_executed_notebooks_have_outputs_for_every_embed(page: str, path: str, label: str):
-    stores = [d for d in (REPO / "notebooks" / "_executed").iterdir()
-              if d.is_dir() and d.name != SITE_NAME and not d.name.startswith(".")]
+    stores = _profile_stores()
     if not stores:
         pytest.fail("no executed notebooks in notebooks/_executed/<profile>/: run `python -m paper build`")
     for store in stores:
@@ -70,8 +75,7 @@ def test_committed_executed_notebooks_have_outputs_for_every_embed(page: str, pa
 
 @pytest.mark.parametrize("page,path,label", [e for e in _embeds() if e[2].startswith("fig-")])
 def test_embedded_figures_are_images(page: str, path: str, label: str):
-    for store in [d for d in (REPO / "notebooks" / "_executed").iterdir()
-                  if d.is_dir() and d.name != SITE_NAME and not d.name.startswith(".")]:
+    for store in _profile_stores():
         executed = store / Path(path).name
         if not executed.is_file():
             continue
