@@ -51,7 +51,8 @@ def read_homeostasis(curves: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, 
 
 
 def homeostasis_metrics(lam_hat: np.ndarray, base_hat: np.ndarray, net: Network) -> dict:
-    """Per type: relative error of the median learned lambda and absolute error of the median baseline."""
+    """Per type: relative error of the median learned lambda and absolute error of the median baseline; and
+    the mean over types of the lambda error (one number to score how well homeostasis was learned)."""
     out: dict = {"lambda_true": [], "lambda_learned": [], "baseline_true": [], "baseline_learned": [],
                  "lambda_rel_error": [], "baseline_abs_error": []}
     for t in np.unique(net.types):
@@ -64,6 +65,7 @@ def homeostasis_metrics(lam_hat: np.ndarray, base_hat: np.ndarray, net: Network)
         out["baseline_learned"].append(bh)
         out["lambda_rel_error"].append(abs(lh - lt) / lt if lt > 0 else float("nan"))
         out["baseline_abs_error"].append(abs(bh - bt))
+    out["lambda_rel_error_mean"] = float(np.mean(out["lambda_rel_error"])) if out["lambda_rel_error"] else None
     return out
 
 

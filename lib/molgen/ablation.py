@@ -1,7 +1,8 @@
 """The ablation of the cell-complex study: does topology help GDSS?
 
-Five variants, each a shipped config, trained with the same budget (the same number of epochs, set by
-``epochs``), sampled and evaluated by ``molgen.pipeline`` for every seed, in ``root/<variant>_s<seed>``:
+Five variants, each a shipped config, trained with the same budget (the same number of epochs, ``epochs``, or
+the same training time, ``minutes``), sampled and evaluated by ``molgen.pipeline`` for every seed, in
+``root/<variant>_s<seed>``:
 
     gdss              GDSS's networks on atom types (the baseline)
     gdss_feat         GDSS's networks, richer atom features diffused with the types
@@ -34,13 +35,16 @@ def run_dir(root: str | Path, variant: str, seed: int) -> Path:
 
 def run_ablation(root: str | Path, variants: Sequence[str] = tuple(VARIANTS), seeds: Sequence[int] = (42, 43, 44),
                  epochs: int | None = None, n_samples: int = 10_000, overrides: Sequence[str] = (),
-                 progress: bool = True, log: Callable[[str], None] = print) -> list[Path]:
+                 progress: bool = True, log: Callable[[str], None] = print,
+                 minutes: float | None = None) -> list[Path]:
     """Train, sample and evaluate every (variant, seed), seed-major (one seed of every variant first, so that
-    a partial ablation compares all variants); returns the run directories."""
+    a partial ablation compares all variants); returns the run directories. ``minutes`` gives every run the
+    same training time (``train.max_minutes``), ``epochs`` the same number of epochs (with ``minutes``: a cap)."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown ablation variants {unknown}; known: {', '.join(VARIANTS)}")
     budget = [f"train.num_epochs={epochs}"] if epochs is not None else []
+    budget += [f"train.max_minutes={minutes}"] if minutes is not None else []
     dirs = []
     for seed in seeds:
         for variant in variants:

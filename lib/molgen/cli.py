@@ -3,7 +3,7 @@
     python -m molgen train --config qm9_gdss --out RUN [--set key=value ...]
     python -m molgen sample --run RUN --n 10000 --out RUN/samples.smi [--set sampler.key=value ...]
     python -m molgen evaluate --dataset qm9 --samples FILE --out FILE.json
-    python -m molgen ablation [--variants gdss can ...] [--seeds 42 43 44] [--epochs E] [--n 10000]
+    python -m molgen ablation [--variants gdss can ...] [--seeds 42 43 44] [--epochs E] [--minutes M] [--n 10000]
 
 ``train`` resumes when RUN already holds a checkpoint of the same config. ``sample`` writes one SMILES per
 line (the valid molecules after GDSS's valency correction) and ``<out>.json`` beside it with the number of
@@ -55,8 +55,8 @@ def _cmd_evaluate(args) -> int:
 def _cmd_ablation(args) -> int:
     from .ablation import run_ablation
 
-    run_ablation(args.root, args.variants, args.seeds, epochs=args.epochs, n_samples=args.n,
-                 overrides=args.set, progress=not args.quiet)
+    run_ablation(args.root, args.variants, args.seeds, epochs=args.epochs, minutes=args.minutes,
+                 n_samples=args.n, overrides=args.set, progress=not args.quiet)
     return 0
 
 
@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     a.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     a.add_argument("--epochs", type=int, default=None, help="training budget of every run (default: the configs')")
+    a.add_argument("--minutes", type=float, default=None,
+                   help="wall-time training budget of every run (train.max_minutes; --epochs stays a cap)")
     a.add_argument("--n", type=int, default=10000, help="molecules sampled per run")
     a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     a.add_argument("--quiet", action="store_true")

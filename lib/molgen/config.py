@@ -148,6 +148,9 @@ class ModelConfig(_Section):
 
 class TrainConfig(_Section):
     num_epochs: PositiveInt = 300
+    max_minutes: float | None = Field(
+        None, gt=0, description="wall-time budget: stop after the epoch that brings the run's training time (the "
+                                "sum of its epochs' seconds, over all sessions) to this; num_epochs stays a cap")
     lr: float = Field(5e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     lr_schedule: bool = True
@@ -202,7 +205,7 @@ class RunConfig(_Section):
 
 # Keys that may differ between a checkpoint and the config that resumes it (they do not change what has
 # been trained so far): everything else must match.
-RESUMABLE_KEYS = ("name", "description", "device", "train.num_epochs", "train.test_loss", "train.compile",
+RESUMABLE_KEYS = ("name", "description", "device", "train.num_epochs", "train.max_minutes", "train.test_loss", "train.compile",
                   "train.num_threads", "train.torch_threads", "sampler.")
 
 

@@ -94,14 +94,15 @@ def metrics_table(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
 
 
 def summary_table(table: pd.DataFrame, by: str = "config") -> pd.DataFrame:
-    """Mean and standard deviation over seeds of each metric and time, per ``by`` group ("mean ± sd")."""
-    cols = [*METRIC_COLUMNS, "training (min)", "sampling (s)"]
+    """Mean and standard deviation over seeds of the epochs, each metric and time, per ``by`` group
+    ("mean ± sd")."""
+    cols = [c for c in ("epochs", *METRIC_COLUMNS, "training (min)", "sampling (s)") if c in table]
     g = table.groupby(by, sort=False)
     mean, sd, n = g[cols].mean(), g[cols].std(ddof=1), g.size()
     out = pd.DataFrame(index=mean.index)
     out["seeds"] = n
     for c in cols:
-        digits = 4 if c == "nspdk" else 2
+        digits = 4 if c == "nspdk" else 0 if c == "epochs" else 2
         out[c] = [f"{m:.{digits}f}" if k < 2 or math.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
                   for m, s, k in zip(mean[c], sd[c], n)]
     return out
@@ -127,7 +128,7 @@ def ablation_figure(table: pd.DataFrame, by: str = "variant", metrics: Sequence[
 def compare(table: pd.DataFrame, baseline: str, by: str = "variant",
             metrics: Sequence[str] = ("fcd", "nspdk")) -> pd.DataFrame:
     """Each variant against ``baseline`` on lower-is-better metrics: means, the difference, the pooled seed
-    spread (sd of the two groups combined in quadrature) and whether the difference exceeds it."""
+    spread (sd of the two groups combined in quadrature) and whether the difference exceeds it, either way."""
     rows = []
     base = table[table[by] == baseline]
     for g in dict.fromkeys(table[by]):
@@ -139,10 +140,20 @@ def compare(table: pd.DataFrame, baseline: str, by: str = "variant",
             spread = math.sqrt((b.std(ddof=1) if len(b) > 1 else math.nan) ** 2
                                + (o.std(ddof=1) if len(o) > 1 else math.nan) ** 2)
             diff = o.mean() - b.mean()
+            known = not math.isnan(spread)
             rows.append({by: g, "metric": m, "baseline mean": b.mean(), "variant mean": o.mean(),
                          "difference": diff, "seed spread": spread, "seeds": f"{len(b)} vs {len(o)}",
-                         "better beyond spread": bool(diff < 0 and not math.isnan(spread) and -diff > spread)})
+                         "better beyond spread": bool(known and -diff > spread),
+                         "worse beyond spread": bool(known and diff > spread)})
     return pd.DataFrame(rows)
+
+
+def equal_time_table(epoch_table: pd.DataFrame, time_table: pd.DataFrame) -> pd.DataFrame:
+    """The comparison at equal training time: the runs trained for a wall-time budget (``time_table``, e.g.
+    GDSS given the training time of a cell-attention run) and, for the variants they lack, the runs of the
+    epoch budget whose training time set that budget."""
+    rest = epoch_table[~epoch_table["variant"].isin(set(time_table["variant"]))]
+    return pd.concat([time_table, rest], ignore_index=True)
 
 
 def _samples_text(table: pd.DataFrame) -> str:
@@ -169,10 +180,17 @@ def _cost_ratios(table: pd.DataFrame, variant: str, baseline: str) -> str:
     return " and ".join(parts)
 
 
-def verdict(results: dict) -> str:
-    """A plain-language answer to "does topology help?" from the ablation notebook's results JSON: the best
-    cell-attention variant by FCD against GDSS on FCD and NSPDK, and whether the differences exceed the seed
-    spread (unknown with a single seed)."""
+def _mean_of(table: pd.DataFrame, variant: str, col: str) -> float:
+    return float(table.loc[table["variant"] == variant, col].astype(float).mean())
+
+
+def verdict(results: dict, budget: str = "epochs") -> str:
+    """A plain-language answer to "does topology help?" from a results dict of the ablation notebook (its
+    ``table`` of runs and ``source``): the best cell-attention variant by FCD against GDSS on FCD and NSPDK, and
+    whether the differences exceed the seed spread (unknown with a single seed). ``budget`` says what the runs
+    were given equally: "epochs" or "time" (training time)."""
+    if budget not in ("epochs", "time"):
+        raise ValueError(f"budget must be 'epochs' or 'time', got {budget!r}")
     table = pd.DataFrame(results.get("table") or [])
     if table.empty or "gdss" not in set(table["variant"]):
         return "The ablation has no GDSS baseline run yet, so it does not answer the question."
@@ -190,17 +208,30 @@ def verdict(results: dict) -> str:
         better = "lower" if row["difference"] < 0 else "higher"
         parts.append(f"{name} {row['variant mean']:{fmt}} against {row['baseline mean']:{fmt}} ({better})")
     head = (f"From {results.get('source', '?')} runs ({len(table)} runs, {seeds} seed(s) per variant at least, "
-            f"{'/'.join(str(e) for e in epochs)} training epochs{_samples_text(table)}): the best cell-attention "
+            f"{'/'.join(str(e) for e in epochs) + ' training epochs' if budget == 'epochs' else 'equal training time'}"
+            f"{_samples_text(table)}): the best cell-attention "
             f"variant by FCD, `{best}`, reaches {parts[0]} and {parts[1]} than GDSS.")
     cost = _cost_ratios(table, best, "gdss")
-    if cost:
+    if budget == "time":
+        head += (f" The budget is equal training time: GDSS trained {_mean_of(table, 'gdss', 'epochs'):.0f} epochs"
+                 f" in {_mean_of(table, 'gdss', 'training (min)'):.1f} min, `{best}` "
+                 f"{_mean_of(table, best, 'epochs'):.0f} in {_mean_of(table, best, 'training (min)'):.1f} min "
+                 "(means over seeds).")
+    elif cost:
         head += f" It costs {cost} (the budget is equal epochs, not equal time)."
     if seeds < 2:
         return head + (" With a single seed per variant the seed spread is unknown, so this is not yet evidence "
                        "either way.")
     beyond = [m.upper() for m in ("fcd", "nspdk") if cmp.loc[(best, m), "better beyond spread"]]
+    worse = [m.upper() for m in ("fcd", "nspdk") if cmp.loc[(best, m), "worse beyond spread"]]
     if len(beyond) == 2:
         return head + " Both improvements exceed the seed spread: at this budget, topology helps."
+    if beyond and worse:
+        return head + (f" It is better on {beyond[0]} and worse on {worse[0]}, both beyond the seed spread: the "
+                       "evidence is mixed.")
     if beyond:
         return head + f" Only the {beyond[0]} improvement exceeds the seed spread: the evidence is mixed."
+    if len(worse) == 2:
+        return head + (" GDSS is better on both, beyond the seed spread: at this budget, topology does not help, "
+                       "and the best cell-attention variant is worse.")
     return head + " Neither difference is an improvement beyond the seed spread: at this budget, topology does not help."

@@ -21,7 +21,7 @@ from common.io import write_json, write_text
 from common.provenance import device_name, git_commit
 
 from .config import RunConfig, load_config
-from .train import SESSIONS
+from .train import SESSIONS, read_log
 
 SAMPLES = "samples.smi"
 METRICS = "metrics.json"
@@ -165,14 +165,6 @@ def run(config: str | Path, run_dir: str | Path, overrides: Sequence[str] = (), 
     sample_stage(run_dir, n_samples, seed=sample_seed, num_steps=num_steps, progress=progress)
     evaluate_stage(run_dir, cfg.data.dataset)
     return results(run_dir)
-
-
-def read_log(run_dir: str | Path) -> list[dict]:
-    """The per-epoch training records of a run (``log.jsonl``)."""
-    path = Path(run_dir) / "log.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
 def results(run_dir: str | Path) -> dict[str, Any]:

@@ -334,8 +334,11 @@ class Trainer:
         return {"test_x": sum_x / len(batches), "test_adj": sum_a / len(batches)}
 
     def fit(self) -> dict:
-        """Train until ``train.num_epochs`` epochs are done (from wherever the run directory was)."""
+        """Train until ``train.num_epochs`` epochs are done (from wherever the run directory was), or until the
+        run's training time reaches ``train.max_minutes``."""
         total = self.cfg.train.num_epochs
+        budget = self.cfg.train.max_minutes
+        spent = sum(r.get("seconds", 0.0) for r in read_log(self.out)[:self.epoch]) if budget else 0.0
         session = {"epochs": [self.epoch, self.epoch], "device": device_name(self.device), "commit": git_commit(),
                    "seconds": 0.0}
         sessions_path = self.out / SESSIONS
@@ -343,7 +346,7 @@ class Trainer:
         t_start = time.perf_counter()
         bar = tqdm(total=total, initial=self.epoch, desc="epochs", disable=not self.progress)
         last = {}
-        while self.epoch < total:
+        while self.epoch < total and (budget is None or spent < 60.0 * budget):
             t0 = time.perf_counter()
             rec = self.train_epoch()
             t_train = time.perf_counter() - t0
@@ -352,6 +355,7 @@ class Trainer:
             self.epoch += 1
             rec = {"epoch": self.epoch, **rec, "seconds_train": round(t_train, 3),
                    "seconds": round(time.perf_counter() - t0, 3)}
+            spent += rec["seconds"]
             self.save()
             with open(self.out / LOG, "a") as f:
                 f.write(json.dumps(rec) + "\n")
@@ -362,6 +366,14 @@ class Trainer:
             last = rec
         bar.close()
         return last
+
+
+def read_log(run_dir: str | Path) -> list[dict]:
+    """The per-epoch training records of a run (``log.jsonl``)."""
+    path = Path(run_dir) / LOG
+    if not path.is_file():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
 def train(cfg: RunConfig, out_dir: str | Path, data: TrainData | None = None, progress: bool = True) -> dict:

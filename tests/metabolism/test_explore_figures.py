@@ -68,3 +68,28 @@ def test_compare_says_when_the_spread_is_undefined():
     assert c["improvement"] == pytest.approx(0.2) and c["exceeds_spread"] is None
     lower = xfig.compare(dict(one, std=0.01), dict(one, scores=[0.4], mean=0.4, std=0.01), maximize=False)
     assert lower["improvement"] == pytest.approx(0.1) and lower["exceeds_spread"] is True
+
+
+def test_replicates_reuse_finished_runs_of_the_same_config(explored):
+    """A replicate whose run directory holds the metrics of the same config (committed, or from an earlier
+    execution) is read, not run again; metrics of another config are not trusted."""
+    from metabolism.explore.loop import SETTINGS
+    from metabolism.explore.space import build_config
+
+    settings = ExploreSettings.model_validate_json((explored / SETTINGS).read_text())
+    default = summarize(explored)["default"]
+    digest = build_config(settings.base_data, default["overrides"], 1).digest()
+    for seed, d in ((1, digest), (2, "another-config")):
+        run = explored / xfig.REPLICATES / f"default_seed{seed}"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"config_digest": d, "rate_constants": {"r2_log_k": 0.123},
+                                                      "device": "cpu", "commit": "def5678"}))
+    ran = []
+
+    def counting_job(j):
+        ran.append((j["run_dir"].rsplit("/", 1)[-1]))
+        return fake_job(j)
+    rep = xfig.replicate(explored, [1, 2], executor=SerialExecutor(counting_job), report=None)
+    assert "default_seed1" not in ran and "default_seed2" in ran
+    assert rep["default"]["scores"][0] == 0.123 and rep["default"]["scores"][1] != 0.123
+    assert "def5678" in rep["default"]["commit"]

@@ -118,3 +118,26 @@ def test_verdict_reads_the_ablation_results():
     assert "2,000 samples per run" in figures.verdict({"table": [{**r, "samples": 2000} for r in rows]})
     assert "unknown" in figures.verdict({"source": "fresh", "table": rows[::2]})
     assert "no GDSS" in figures.verdict({"table": rows[2:]})
+
+
+def test_equal_time_comparison_swaps_in_the_timed_runs():
+    """At equal training time the wall-time-budget runs replace their variants' epoch-budget runs, and the
+    verdict states the epochs and minutes each side had."""
+    by_epochs = pd.DataFrame([{"variant": v, "seed": s, "epochs": 15, "fcd": f, "nspdk": 0.01 * f,
+                               "training (min)": t, "sampling (s)": 10.0}
+                              for v, f, t in [("gdss", 16.0, 2.5), ("can", 6.0, 11.0)] for s in (1, 2)])
+    by_time = pd.DataFrame([{"variant": "gdss", "seed": s, "epochs": 70, "fcd": 9.0 + s, "nspdk": 0.09,
+                             "training (min)": 11.2, "sampling (s)": 10.0} for s in (1, 2)])
+    table = figures.equal_time_table(by_epochs, by_time)
+    assert list(table["variant"]) == ["gdss", "gdss", "can", "can"]
+    assert list(table.loc[table["variant"] == "gdss", "epochs"]) == [70, 70]
+    text = figures.verdict({"source": "committed", "table": table.to_dict(orient="records")}, budget="time")
+    assert "equal training time" in text and "GDSS trained 70 epochs in 11.2 min, `can` 15 in 11.0 min" in text
+    assert "not equal time" not in text and "topology helps" in text
+    by_time["fcd"], by_time["nspdk"] = [2.0, 2.2], [0.001, 0.0012]  # GDSS better beyond the spread
+    table = figures.equal_time_table(by_epochs, by_time).to_dict(orient="records")
+    assert "GDSS is better on both, beyond the seed spread" in figures.verdict({"table": table}, budget="time")
+    cmp = figures.compare(pd.DataFrame(table), "gdss")
+    assert cmp["worse beyond spread"].all() and not cmp["better beyond spread"].any()
+    with pytest.raises(ValueError, match="budget"):
+        figures.verdict({"table": []}, budget="samples")

@@ -71,6 +71,25 @@ def test_data_shape_must_match_config(tmp_path):
         TrainData.from_dataset(type("DS", (), {"X_train": torch.zeros(2, 9, 5), "name": "x"})(), tiny_cfg())
 
 
+def test_wall_time_budget_stops_training_and_counts_earlier_sessions(tmp_path, monkeypatch):
+    """``train.max_minutes``: training stops after the epoch that reaches the budget, resumed sessions count
+    what the earlier ones spent, and ``num_epochs`` stays a cap."""
+    import molgen.train as train_mod
+
+    clock = iter(range(0, 10_000, 30))  # every perf_counter call advances 30 s: an epoch costs whole minutes
+    monkeypatch.setattr(train_mod.time, "perf_counter", lambda: float(next(clock)))
+    data = synthetic_data()
+    Trainer(tiny_cfg("train.num_epochs=50", "train.max_minutes=3"), tmp_path, data=data, progress=False).fit()
+    log = [json.loads(ln) for ln in (tmp_path / "log.jsonl").read_text().splitlines()]
+    spent = [sum(r["seconds"] for r in log[:i]) for i in range(len(log) + 1)]
+    assert 0 < len(log) < 50 and spent[-1] >= 180 > spent[-2]
+    Trainer(tiny_cfg("train.num_epochs=50", "train.max_minutes=3"), tmp_path, data=data, progress=False).fit()
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == len(log), "a spent budget trained again"
+    Trainer(tiny_cfg(f"train.num_epochs={len(log) + 1}", "train.max_minutes=100"), tmp_path, data=data,
+            progress=False).fit()
+    assert load_checkpoint(tmp_path)["epoch"] == len(log) + 1
+
+
 def test_log_lines_after_the_checkpoint_are_dropped_on_resume(tmp_path):
     data = synthetic_data()
     Trainer(tiny_cfg("train.num_epochs=1"), tmp_path, data=data, progress=False).fit()

@@ -80,11 +80,13 @@ def replicate(out: str | Path, seeds: Sequence[int], executor=None, report=print
                          "overrides": list(configs[name]["overrides"]), "seed": int(seed),
                          "run_dir": str(out / REPLICATES / f"{name}_seed{seed}"), "score_key": settings.score_key,
                          "threads": settings.threads_per_job, "_name": name})
-    own = executor is None
-    executor = executor or make_executor(settings.model_copy(update={"slots": len(jobs)}), run_job)
-    results: dict[int, dict] = {}
+    results: dict[int, dict] = {j["iteration"]: done for j in jobs if (done := _finished(j)) is not None}
+    todo = [j for j in jobs if j["iteration"] not in results]
+    own = executor is None and bool(todo)
+    if own:
+        executor = make_executor(settings.model_copy(update={"slots": len(todo)}), run_job)
     try:
-        for res in executor.run([{k: v for k, v in j.items() if k != "_name"} for j in jobs]):
+        for res in executor.run([{k: v for k, v in j.items() if k != "_name"} for j in todo]) if todo else ():
             results[res["iteration"]] = res
             job = jobs[res["iteration"]]
             score = "failed" if res["status"] != "ok" else f"{res['score']:.4g}"
@@ -93,6 +95,8 @@ def replicate(out: str | Path, seeds: Sequence[int], executor=None, report=print
     finally:
         if own:
             executor.close()
+    if report and len(todo) < len(jobs):
+        report(f"{len(jobs) - len(todo)} replicate run(s) reused from finished run directories")
     rep: dict[str, Any] = {"score_key": settings.score_key, "maximize": settings.maximize, "seeds": list(seeds),
                            "exploration_seed": settings.seed}
     for name in ("default", "best"):
@@ -111,6 +115,24 @@ def replicate(out: str | Path, seeds: Sequence[int], executor=None, report=print
     rep["comparison"] = compare(rep["default"], rep["best"], settings.maximize)
     write_json(out / f"{REPLICATES}.json", rep)
     return rep
+
+
+def _finished(job: dict) -> dict | None:
+    """The result of a replicate job whose run directory already holds the metrics of the same config (a
+    committed or earlier replicate), so that it is not run again; None otherwise."""
+    from .executor import score_of
+    from .space import build_config
+
+    path = Path(job["run_dir"]) / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    if metrics.get("config_digest") != build_config(job["base_data"], job["overrides"], job["seed"]).digest():
+        return None
+    score = score_of(metrics, job["score_key"])
+    return {"iteration": job["iteration"], "status": "ok" if score is not None else "failed", "metrics": metrics,
+            "score": score, "error": None if score is not None else f"score {job['score_key']!r} missing",
+            "wall_time": None, "reused": True}
 
 
 def comparison_text(rep: dict[str, Any], digits: int = 3) -> str:
