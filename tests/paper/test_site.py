@@ -63,11 +63,15 @@ def test_embed_target_has_labelled_cell(page: str, path: str, label: str):
 
 @pytest.mark.parametrize("page,path,label", _embeds())
 def test_committed_executed_notebooks_have_outputs_for_every_embed(page: str, path: str, label: str):
+    """The default profile's store is complete (the site renders from it); another profile's store may hold
+    only the notebooks whose full runs are done, and each of those has outputs for every embed."""
     stores = _profile_stores()
-    if not stores:
-        pytest.fail("no executed notebooks in notebooks/_executed/<profile>/: run `python -m paper build`")
+    if not any(store.name == "default" for store in stores):
+        pytest.fail("no executed notebooks in notebooks/_executed/default/: run `python -m paper build`")
     for store in stores:
         executed = store / Path(path).name
+        if store.name != "default" and not executed.is_file():
+            continue
         assert executed.is_file(), f"{page}: {executed} missing; run `python -m paper build --profile {store.name}`"
         cell = _cell(json.loads(executed.read_text()), label)
         assert cell is not None and cell.get("outputs"), f"{page}: {executed.name}#{label} has no outputs"
