@@ -205,8 +205,8 @@ class RunConfig(_Section):
 
 # Keys that may differ between a checkpoint and the config that resumes it (they do not change what has
 # been trained so far): everything else must match.
-RESUMABLE_KEYS = ("name", "description", "device", "train.num_epochs", "train.max_minutes", "train.test_loss", "train.compile",
-                  "train.num_threads", "train.torch_threads", "sampler.")
+RESUMABLE_KEYS = ("name", "description", "device", "train.num_epochs", "train.max_minutes", "train.test_loss",
+                  "train.compile", "train.num_threads", "train.torch_threads", "sampler.")
 
 
 def config_names() -> list[str]:

@@ -207,17 +207,16 @@ def verdict(results: dict, budget: str = "epochs") -> str:
         row = cmp.loc[(best, m)]
         better = "lower" if row["difference"] < 0 else "higher"
         parts.append(f"{name} {row['variant mean']:{fmt}} against {row['baseline mean']:{fmt}} ({better})")
+    given = "/".join(str(e) for e in epochs) + " training epochs" if budget == "epochs" else "equal training time"
     head = (f"From {results.get('source', '?')} runs ({len(table)} runs, {seeds} seed(s) per variant at least, "
-            f"{'/'.join(str(e) for e in epochs) + ' training epochs' if budget == 'epochs' else 'equal training time'}"
-            f"{_samples_text(table)}): the best cell-attention "
-            f"variant by FCD, `{best}`, reaches {parts[0]} and {parts[1]} than GDSS.")
-    cost = _cost_ratios(table, best, "gdss")
+            f"{given}{_samples_text(table)}): the best cell-attention variant by FCD, `{best}`, reaches {parts[0]} "
+            f"and {parts[1]} than GDSS.")
     if budget == "time":
         head += (f" The budget is equal training time: GDSS trained {_mean_of(table, 'gdss', 'epochs'):.0f} epochs"
                  f" in {_mean_of(table, 'gdss', 'training (min)'):.1f} min, `{best}` "
                  f"{_mean_of(table, best, 'epochs'):.0f} in {_mean_of(table, best, 'training (min)'):.1f} min "
                  "(means over seeds).")
-    elif cost:
+    elif cost := _cost_ratios(table, best, "gdss"):
         head += f" It costs {cost} (the budget is equal epochs, not equal time)."
     if seeds < 2:
         return head + (" With a single seed per variant the seed spread is unknown, so this is not yet evidence "
