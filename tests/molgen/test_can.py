@@ -8,8 +8,9 @@ from rdkit import Chem
 
 from molgen.complexes import lift_graphs
 from molgen.losses import score_fn
-from molgen.nets import can
+from molgen.nets import can, kernels
 from molgen.nets.can import AttentionLift, CANLayer, CANScoreA, CANScoreX
+from molgen.nets.gdss import set_use_kernels
 from molgen.sde import VESDE, VPSDE
 
 SMILES = ["c1ccccc1O", "CCN(C)C", "C1CC1C(=O)O", "C1CC2CCC1C2", "OC1CCOC1", "CC(=O)N", "c1ccncc1", "CC#N"]
@@ -237,3 +238,43 @@ def test_score_fn_passes_time_to_time_conditioned_nets(sde):
     if not isinstance(sde, VESDE):
         want = -want / sde.marginal_prob(torch.zeros_like(t), t)[1][:, None, None]
     torch.testing.assert_close(out, want)
+
+
+@pytest.mark.skipif(not kernels.available(), reason=f"fused kernels unavailable: {kernels.unavailable_reason()}")
+@pytest.mark.parametrize("heads,concat", [(4, True), (2, False)])
+def test_fused_attention_equals_torch_path(heads, concat):
+    """Inference uses ``kernels.can_attend``; it computes the torch_geometric path's function, also for edges
+    with an empty neighbourhood (an index without their self-loops)."""
+    torch.manual_seed(0)
+    layer = CANLayer(7, 8, heads=heads, concat=concat)
+    cx = lift_graphs(*noisy(SMILES, sigma=0.4)[1:])
+    feats = 3 * torch.randn(cx.edge_index.shape[1], 7)
+    up = cx.up_index[:, cx.up_index[0] % 3 != 0]  # some edges with no upper neighbour at all
+    with torch.no_grad():
+        assert layer._fused(feats)
+        fused = layer(feats, cx.down_index, up)
+        set_use_kernels(layer, False)
+        assert not layer._fused(feats)
+        ref = layer(feats, cx.down_index, up)
+    torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-5)
+    set_use_kernels(layer, True)
+    assert not layer._fused(feats.requires_grad_())  # training keeps the differentiable path
+
+
+@pytest.mark.skipif(not kernels.available(), reason=f"fused kernels unavailable: {kernels.unavailable_reason()}")
+def test_score_nets_fused_inference_equals_torch_path():
+    x, adj, flags = noisy(SMILES, sigma=0.5, seed=4)
+    t = torch.linspace(0.05, 0.95, len(SMILES))
+    for net in make_nets(ring_features=True):
+        with torch.no_grad():
+            fused = net(x, adj, flags, t)
+            ref = set_use_kernels(net, False)(x, adj, flags, t)
+        torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_can_attend_rejects_too_many_heads():
+    if not kernels.available():
+        pytest.skip(f"fused kernels unavailable: {kernels.unavailable_reason()}")
+    with pytest.raises(ValueError, match="at most 32 heads"):
+        kernels.can_attend(torch.zeros(3, 66), torch.zeros(3, 33), torch.zeros(3, 33),
+                           torch.zeros(2, 0, dtype=torch.long), 33, 0.2)

@@ -22,6 +22,9 @@ Score networks (GDSS interface plus time, ``forward(x, adj, flags, t)``, ``time_
   The continuous A_t still enters as a node-level dense GCN input and as an edge / pair input. Time enters as a
   sinusoidal embedding of t. ``lift_state`` reuses the last lift for an equal state, so the X- and A-networks
   scoring the same (X_t, A_t) lift it once.
+
+In inference on the CPU (sampling) the attention aggregate runs as one fused C++ pass over the target-sorted
+pairs (``kernels.can_attend``); training and other devices use the torch_geometric ops.
 """
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ from torch import nn
 from torch_geometric.utils import scatter, softmax
 
 from ..complexes import lift_graphs
-from .gdss import _Pairs, normalize_adj
+from . import kernels
+from .gdss import _Pairs, normalize_adj, use_kernels
 
 Tensor = torch.Tensor
 
@@ -116,6 +120,13 @@ class CANLayer(nn.Module):
         msg = h.index_select(0, src) * alpha.unsqueeze(-1)
         return scatter(msg, tgt, dim=0, dim_size=h.shape[0], reduce="sum")
 
+    def _fused(self, x: Tensor) -> bool:
+        """The fused CPU aggregate (``kernels.can_attend``) serves inference: no gradient is wanted, no dropout
+        is active and the attention activation is a leaky ReLU."""
+        return (not (torch.is_grad_enabled() and (x.requires_grad or self.lin.weight.requires_grad))
+                and not (self.training and self.dropout > 0)
+                and isinstance(self.att_activation, nn.LeakyReLU) and use_kernels(self, x))
+
     def forward(self, x: Tensor, down_index: Tensor, up_index: Tensor) -> Tensor:
         n, o, nh = x.shape[0], self.out_channels, self.heads
         # the scores a . (W x) are linear in x: their weights a W are appended to the one matmul
@@ -127,8 +138,14 @@ class CANLayer(nn.Module):
         h_down = z_down.reshape(n, nh, self.head_dim)
         h_up = z_up.reshape(n, nh, self.head_dim)
         sc = sc.reshape(n, 2, 2, nh)  # (neighbourhood, src / dst, heads)
-        m = (self._attend(h_down, sc[:, 0, 0], sc[:, 0, 1], down_index)
-             + self._attend(h_up, sc[:, 1, 0], sc[:, 1, 1], up_index))
+        if self._fused(x):
+            slope = self.att_activation.negative_slope
+            m = kernels.can_attend(z_down, sc[:, 0, 0], sc[:, 0, 1], down_index, nh, slope)
+            m = kernels.can_attend(z_up, sc[:, 1, 0], sc[:, 1, 1], up_index, nh, slope, out=m)
+            m = m.reshape(n, nh, self.head_dim)
+        else:
+            m = (self._attend(h_down, sc[:, 0, 0], sc[:, 0, 1], down_index)
+                 + self._attend(h_up, sc[:, 1, 0], sc[:, 1, 1], up_index))
         m = m.reshape(n, o) if self.concat else m.mean(1)
         if self.skip_connection:
             m = m + z_skip

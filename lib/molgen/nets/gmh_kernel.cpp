@@ -829,4 +829,66 @@ void elu_backward(const float* y, const float* dy, float* dx, int64_t n0, int64_
   for (int64_t i = n0; i < n1; ++i) dx[i] = y[i] > 0.0f ? dy[i] : dy[i] * (y[i] + 1.0f);
 }
 
+// Cell attention aggregate (molgen.nets.can.CANLayer, inference): for every target cell i in [t0, t1) and
+// head k, over its neighbours j = src[ptr[i] .. ptr[i+1]) (pairs sorted by target):
+//   e_ij = leaky_relu(ssrc[j][k] + sdst[i][k], slope),  alpha_ij = softmax_j(e_ij) (max taken per target),
+//   out[i][k][:] (+)= sum_j alpha_ij h[j][k][:]
+// h rows have stride h_stride (floats), score rows s_stride; out is [E][H*C], added to when accumulate != 0.
+void can_attend_forward(const float* h, int64_t h_stride, const float* ssrc, const float* sdst,
+                        int64_t s_stride, const int64_t* ptr, const int64_t* src, float* out, int64_t t0,
+                        int64_t t1, int H, int C, float slope, int accumulate) {
+  // local arrays (not aliased by the argument pointers, so they stay in registers); H <= 32, H * C <= 256
+  float m[32], den[32], acc[256], wrow[256];
+  std::vector<float> ebuf;
+  for (int64_t i = t0; i < t1; ++i) {
+    float* o = out + i * static_cast<int64_t>(H) * C;
+    const int64_t beg = ptr[i], deg = ptr[i + 1] - beg;
+    if (deg == 0) {
+      if (!accumulate) for (int q = 0; q < H * C; ++q) o[q] = 0.0f;
+      continue;
+    }
+    // scores e (deg x H) and their per-head max, then exp(e - max) over whole vectors
+    const int64_t ne = deg * H, padded = (ne + L - 1) / L * L;
+    if (static_cast<int64_t>(ebuf.size()) < padded) ebuf.resize(padded);
+    const float* sd = sdst + i * s_stride;
+    for (int k = 0; k < H; ++k) m[k] = -INFINITY, den[k] = 0.0f;
+    for (int64_t p = 0; p < deg; ++p) {
+      const float* ss = ssrc + src[beg + p] * s_stride;
+      for (int k = 0; k < H; ++k) {
+        float e = ss[k] + sd[k];
+        e = e > 0.0f ? e : slope * e;
+        ebuf[p * H + k] = e;
+        m[k] = e > m[k] ? e : m[k];
+      }
+    }
+    for (int64_t p = 0; p < deg; ++p)
+      for (int k = 0; k < H; ++k) ebuf[p * H + k] -= m[k];
+    for (int64_t q = ne; q < padded; ++q) ebuf[q] = -87.0f;
+    for (int64_t q = 0; q < padded; q += L) {
+      vf v;
+      __builtin_memcpy(&v, ebuf.data() + q, sizeof(vf));
+      v = exp_neg(v);
+      __builtin_memcpy(ebuf.data() + q, &v, sizeof(vf));
+    }
+    for (int q = 0; q < H * C; ++q) acc[q] = 0.0f;
+    const float* eb = ebuf.data();
+    const int HC = H * C;
+    for (int64_t p = 0; p < deg; ++p) {
+      const float* hj = h + src[beg + p] * h_stride;
+      for (int k = 0; k < H; ++k) {
+        den[k] += eb[p * H + k];
+        for (int c = 0; c < C; ++c) wrow[k * C + c] = eb[p * H + k];
+      }
+      for (int q = 0; q < HC; ++q) acc[q] += wrow[q] * hj[q];
+    }
+    for (int k = 0; k < H; ++k) {
+      const float inv = 1.0f / (den[k] + 1e-16f);
+      for (int c = 0; c < C; ++c) {
+        const float v = acc[k * C + c] * inv;
+        o[k * C + c] = accumulate ? o[k * C + c] + v : v;
+      }
+    }
+  }
+}
+
 }  // extern "C"

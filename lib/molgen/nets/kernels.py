@@ -6,7 +6,8 @@ the machine, and called through ctypes; no Python or torch headers are needed. c
 batch is split over ``torch.get_num_threads()`` Python threads. If no compiler is available (or
 ``MOLGEN_KERNELS=0``), ``available()`` is False and the networks use their pure-PyTorch path.
 
-``gmh(X, W, bias, E, attn_dim, out_dim, heads, scale)`` is differentiable in X, W, bias and E.
+``gmh(X, W, bias, E, attn_dim, out_dim, heads, scale)`` is differentiable in X, W, bias and E;
+``can_attend`` (the cell-attention aggregate) is inference only.
 """
 from __future__ import annotations
 
@@ -127,6 +128,8 @@ def _load():
             lib.elu_forward.restype = None
             lib.elu_backward.argtypes = [p, p, p, i64, i64]
             lib.elu_backward.restype = None
+            lib.can_attend_forward.argtypes = [p, i64, p, p, i64, p, p, p, i64, i64, i32, i32, f32, i32]
+            lib.can_attend_forward.restype = None
             _lib = lib
         except Exception as e:  # no compiler, failed build, unloadable library: fall back to PyTorch
             _lib_error = f"{type(e).__name__}: {e}"
@@ -343,4 +346,42 @@ def score_a_forward(net, x: torch.Tensor, adj: torch.Tensor, flags: torch.Tensor
     out = torch.empty(b, n, n)
     _run(lib.score_a_forward, _chunks(b), lambda k, b0, b1: (
         _ptr(spec_t), _ptr(params_t), _ptr(x), _ptr(adj), _ptr(flags), _ptr(out), b0, b1))
+    return out
+
+
+def _rows(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """A float32 2-D view whose rows may be strided (a column slice of a matmul output): (tensor, row stride)."""
+    t = t.detach()
+    if t.dtype != torch.float32 or t.stride(-1) != 1:
+        t = t.float().contiguous()
+    return t, t.stride(0)
+
+
+def can_attend(h: torch.Tensor, s_src: torch.Tensor, s_dst: torch.Tensor, index: torch.Tensor, heads: int,
+               slope: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Cell-attention aggregate (E, heads * C) of ``molgen.nets.can.CANLayer`` without autograd: for each target
+    i, ``sum_j softmax_j(leaky_relu(s_src[j] + s_dst[i], slope)) h[j]`` per head over the pairs ``index``
+    (2, nnz) = (target, source), which must be sorted by target. h (E, heads * C), s_src and s_dst (E, heads)
+    may be column slices of one tensor. With ``out`` the aggregate is added to it (and returned)."""
+    lib = _load()
+    n = h.shape[0]
+    if heads > 32 or h.shape[1] > 256 or h.shape[1] % heads:
+        raise ValueError(f"can_attend supports at most 32 heads and 256 channels, got {heads} and {h.shape[1]}")
+    h, h_stride = _rows(h)
+    s_src, s_stride = _rows(s_src)
+    s_dst, d_stride = _rows(s_dst)
+    if d_stride != s_stride:
+        s_src, s_dst = s_src.contiguous(), s_dst.contiguous()
+        s_stride = heads
+    tgt, src = index[0].contiguous(), index[1].contiguous()
+    ptr = torch.zeros(n + 1, dtype=torch.int64)
+    torch.cumsum(torch.bincount(tgt, minlength=n), 0, out=ptr[1:])
+    accumulate = out is not None
+    if out is None:
+        out = torch.empty(n, h.shape[1])
+    elif not (out.is_contiguous() and out.dtype == torch.float32 and out.shape == (n, h.shape[1])):
+        raise ValueError(f"out must be a contiguous float32 tensor of shape {(n, h.shape[1])}")
+    _run(lib.can_attend_forward, _chunks(n, 512), lambda k, a, b: (
+        _ptr(h), h_stride, _ptr(s_src), _ptr(s_dst), s_stride, _ptr(ptr), _ptr(src), _ptr(out), a, b, heads,
+        h.shape[1] // heads, float(slope), int(accumulate)))
     return out
