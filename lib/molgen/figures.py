@@ -234,3 +234,32 @@ def verdict(results: dict, budget: str = "epochs") -> str:
         return head + (" GDSS is better on both, beyond the seed spread: at this budget, topology does not help, "
                        "and the best cell-attention variant is worse.")
     return head + " Neither difference is an improvement beyond the seed spread: at this budget, topology does not help."
+
+
+def cost_explanation(by_epochs: dict, by_time: dict, baseline: str = "gdss") -> str:
+    """Why the two budgets can disagree, from the ablation results at equal epochs (``by_epochs``) and at equal
+    training time (``by_time``): the best cell-attention variant by FCD at equal epochs, its training minutes
+    per epoch against the baseline's, and the baseline's FCD at both budgets (means over seeds)."""
+    epochs, timed = pd.DataFrame(by_epochs.get("table") or []), pd.DataFrame(by_time.get("table") or [])
+    for name, t in (("equal epochs", epochs), ("equal time", timed)):
+        if t.empty or baseline not in set(t["variant"]):
+            return f"No {baseline} run at {name}, so the cost of the two budgets cannot be compared."
+    cans = [v for v in dict.fromkeys(epochs["variant"]) if v.startswith("can")]
+    if not cans:
+        return "No cell-attention run at equal epochs, so the cost of the two budgets cannot be compared."
+    best = min(cans, key=lambda v: _mean_of(epochs, v, "fcd"))
+
+    def per_epoch(t: pd.DataFrame, v: str) -> float:
+        return _mean_of(t, v, "training (min)") / _mean_of(t, v, "epochs")
+
+    ratio = per_epoch(epochs, best) / per_epoch(epochs, baseline)
+    text = (f"At equal epochs ({_mean_of(epochs, baseline, 'epochs'):.0f}), `{best}` reaches FCD "
+            f"{_mean_of(epochs, best, 'fcd'):.2f} against GDSS's {_mean_of(epochs, baseline, 'fcd'):.2f}: per "
+            f"training step the complex is worth having. But one of its epochs costs {ratio:.1f}x a GDSS epoch "
+            f"({60 * per_epoch(epochs, best):.0f} s against {60 * per_epoch(epochs, baseline):.0f} s), so in "
+            f"the same training time GDSS runs {_mean_of(timed, baseline, 'epochs'):.0f} epochs and reaches FCD "
+            f"{_mean_of(timed, baseline, 'fcd'):.2f}.")
+    if "sampling (s)" in epochs and "sampling (s)" in timed:
+        slower = _mean_of(epochs, best, "sampling (s)") / _mean_of(timed, baseline, "sampling (s)")
+        text += f" Sampling takes {slower:.1f}x GDSS's time as well."
+    return text

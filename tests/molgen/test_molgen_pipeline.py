@@ -141,3 +141,16 @@ def test_equal_time_comparison_swaps_in_the_timed_runs():
     assert cmp["worse beyond spread"].all() and not cmp["better beyond spread"].any()
     with pytest.raises(ValueError, match="budget"):
         figures.verdict({"table": []}, budget="samples")
+
+
+def test_cost_explanation_relates_the_two_budgets():
+    by_epochs = [{"variant": v, "seed": s, "epochs": 15, "fcd": f, "training (min)": t, "sampling (s)": p}
+                 for v, f, t, p in [("gdss", 16.0, 3.0, 60.0), ("can", 6.0, 12.0, 300.0), ("can_feat", 9.0, 13.0, 1.0)]
+                 for s in (1, 2)]
+    by_time = [{"variant": "gdss", "seed": s, "epochs": 60, "fcd": 4.0, "training (min)": 12.0,
+                "sampling (s)": 50.0} for s in (1, 2)]
+    text = figures.cost_explanation({"table": by_epochs}, {"table": by_time})
+    assert "`can` reaches FCD 6.00 against GDSS's 16.00" in text
+    assert "costs 4.0x a GDSS epoch (48 s against 12 s)" in text
+    assert "GDSS runs 60 epochs and reaches FCD 4.00" in text and "Sampling takes 6.0x" in text
+    assert "No gdss run at equal time" in figures.cost_explanation({"table": by_epochs}, {"table": []})
