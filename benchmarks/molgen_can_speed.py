@@ -1,13 +1,17 @@
-"""Sampling speed of the cell-attention score networks, with the fused attention aggregate
-(``molgen.nets.kernels.can_attend``) and with the torch_geometric ops it replaces in inference.
+"""Speed of the cell-attention score networks with the fused attention aggregate (``molgen.nets.kernels.
+can_attend``, forward and backward) and with the torch_geometric ops it replaces: sampling and training.
 
-    python benchmarks/molgen_can_speed.py [--run DIR] [--n 1000] [--steps 20] [--repeats 2] [--json OUT]
+    python benchmarks/molgen_can_speed.py [--run DIR] [--n 1000] [--steps 20] [--repeats 2] [--train-steps 5]
+        [--json OUT]
 
 The networks of a trained run (default: the committed ``can_feat_ring`` run of seed 42) sample ``--n`` QM9
 graphs with the run's sampler (Reverse-diffusion predictor + Langevin corrector) on ``--steps`` steps spread
 over the whole time grid (early steps lift noisier, denser graphs than late ones, so the work per step
 follows the trajectory), one torch thread; the two paths alternate, and the fastest of ``--repeats`` timings
-of each is extrapolated to 1,000 samples x 1,000 steps.
+of each is extrapolated to 1,000 samples x 1,000 steps. Training: one step (denoising score-matching loss of
+both networks and its backward, no optimiser) at the config's batch size on QM9-shaped random graphs (node
+counts from QM9, random bonds, one-hot atom types in the first four feature columns); the fastest of
+``--train-steps`` per path.
 """
 from __future__ import annotations
 
@@ -21,11 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-from molgen.losses import GraphScore  # noqa: E402
+from molgen.losses import GraphScore, dsm_loss  # noqa: E402
 from molgen.nets import kernels  # noqa: E402
 from molgen.nets.gdss import set_use_kernels  # noqa: E402
 from molgen.sampling import make_sampler, sample_flags  # noqa: E402
 from molgen.train import build_sdes, load_run  # noqa: E402
+from molgen_speed import random_graphs  # noqa: E402
 
 DEFAULT_RUN = Path(__file__).resolve().parents[1] / "data/runs/molgen/ablation_equal_epochs/can_feat_ring_s42"
 
@@ -36,6 +41,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1000, help="graphs sampled at once")
     ap.add_argument("--steps", type=int, default=20, help="sampling steps timed (spread over the time grid)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--train-steps", type=int, default=5, help="timed training steps per path (0: none)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -66,12 +72,36 @@ def main() -> int:
     for _ in range(args.repeats):
         for name in times:
             times[name].append(timed(name == "fused"))
+    gen = torch.Generator().manual_seed(2)
+    x4, adj_t, flags_t = random_graphs(cfg.data.batch_size, gen)
+    x_t = torch.nn.functional.pad(x4, (0, cfg.data.max_feat_num - x4.shape[-1]))
+
+    def train_step(fused: bool) -> float:
+        set_use_kernels(net_x, fused), set_use_kernels(net_a, fused)
+        net_x.zero_grad(), net_a.zero_grad()
+        t0 = time.perf_counter()
+        lx, la = dsm_loss(net_x, net_a, sde_x, sde_a, x_t, adj_t, flags_t, eps=cfg.train.eps,
+                          reduce_mean=cfg.train.reduce_mean, generator=gen)
+        (lx + la).backward()
+        return time.perf_counter() - t0
+
+    train: dict[str, list[float]] = {"fused": [], "torch": []}
+    if args.train_steps:
+        for name in train:
+            train_step(name == "fused")
+        for _ in range(args.train_steps):
+            for name in train:
+                train[name].append(train_step(name == "fused"))
     scale = (1000 / args.n) * (1000 / args.steps)
     out = {"run": str(args.run), "config": cfg.name, "n": args.n, "steps_timed": args.steps,
            "torch": torch.__version__, "threads": 1}
     for name, ts in times.items():
         out[f"s_per_1000_samples_1000_steps_{name}"] = round(min(ts) * scale, 1)
     out["speedup"] = round(min(times["torch"]) / min(times["fused"]), 2)
+    if args.train_steps:
+        for name, ts in train.items():
+            out[f"s_per_train_step_{name}"] = round(min(ts), 4)
+        out["train_speedup"] = round(min(train["torch"]) / min(train["fused"]), 2)
     try:
         out["loadavg"] = float(Path("/proc/loadavg").read_text().split()[0])
     except OSError:
@@ -80,6 +110,10 @@ def main() -> int:
           f"fused aggregate {out['s_per_1000_samples_1000_steps_fused']:.1f} s, torch_geometric ops "
           f"{out['s_per_1000_samples_1000_steps_torch']:.1f} s per 1,000 samples x 1,000 steps "
           f"(extrapolated): {out['speedup']:.2f}x; load average {out.get('loadavg', '?')} on 2 cores")
+    if args.train_steps:
+        print(f"CAN training step (batch {cfg.data.batch_size}, loss and backward of both networks): fused "
+              f"{out['s_per_train_step_fused']:.3f} s, torch_geometric ops {out['s_per_train_step_torch']:.3f} s: "
+              f"{out['train_speedup']:.2f}x")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2) + "\n")

@@ -243,8 +243,8 @@ def test_score_fn_passes_time_to_time_conditioned_nets(sde):
 @pytest.mark.skipif(not kernels.available(), reason=f"fused kernels unavailable: {kernels.unavailable_reason()}")
 @pytest.mark.parametrize("heads,concat", [(4, True), (2, False)])
 def test_fused_attention_equals_torch_path(heads, concat):
-    """Inference uses ``kernels.can_attend``; it computes the torch_geometric path's function, also for edges
-    with an empty neighbourhood (an index without their self-loops)."""
+    """``kernels.can_attend`` computes the torch_geometric path's function, also for edges with an empty
+    neighbourhood (an index without their self-loops)."""
     torch.manual_seed(0)
     layer = CANLayer(7, 8, heads=heads, concat=concat)
     cx = lift_graphs(*noisy(SMILES, sigma=0.4)[1:])
@@ -257,8 +257,33 @@ def test_fused_attention_equals_torch_path(heads, concat):
         assert not layer._fused(feats)
         ref = layer(feats, cx.down_index, up)
     torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-5)
-    set_use_kernels(layer, True)
-    assert not layer._fused(feats.requires_grad_())  # training keeps the differentiable path
+
+
+@pytest.mark.skipif(not kernels.available(), reason=f"fused kernels unavailable: {kernels.unavailable_reason()}")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_attention_gradients_equal_torch_path(threads):
+    """The fused backward gives the torch_geometric path's gradients for the input and every weight, also when
+    the targets are split over threads (sources then lie in other threads' chunks)."""
+    torch.manual_seed(1)
+    layer = CANLayer(7, 8, heads=4)
+    cx = lift_graphs(*noisy(SMILES * 40, sigma=0.4)[1:])
+    feats = 3 * torch.randn(cx.edge_index.shape[1], 7)
+    up = cx.up_index[:, cx.up_index[0] % 3 != 0]
+    w = torch.randn(feats.shape[0], 8)
+    grads = {}
+    kernels.set_num_threads(threads)
+    try:
+        for fused in (True, False):
+            set_use_kernels(layer, fused)
+            layer.zero_grad()
+            x = feats.clone().requires_grad_()
+            assert layer._fused(x) == fused
+            (layer(x, cx.down_index, up) * w).sum().backward()
+            grads[fused] = [x.grad] + [p.grad.clone() for p in layer.parameters()]
+    finally:
+        kernels.set_num_threads(None)
+    for a, b in zip(grads[True], grads[False]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.skipif(not kernels.available(), reason=f"fused kernels unavailable: {kernels.unavailable_reason()}")
@@ -278,3 +303,17 @@ def test_can_attend_rejects_too_many_heads():
     with pytest.raises(ValueError, match="at most 32 heads"):
         kernels.can_attend(torch.zeros(3, 66), torch.zeros(3, 33), torch.zeros(3, 33),
                            torch.zeros(2, 0, dtype=torch.long), 33, 0.2)
+
+
+def test_training_works_after_sampling_in_the_same_process():
+    """Index caches first filled under inference mode (sampling) must still serve autograd (training)."""
+    from molgen.nets.gdss import _Pairs
+
+    _Pairs._cache.clear()
+    x, adj, flags = noisy(SMILES, sigma=0.3)
+    t = torch.full((len(SMILES),), 0.5)
+    net_x, net_a = make_nets()
+    with torch.inference_mode():
+        net_a(x, adj, flags, t)
+    net_a(x, adj, flags, t).sum().backward()
+    assert all(p.grad is not None for p in net_a.parameters())

@@ -23,8 +23,8 @@ Score networks (GDSS interface plus time, ``forward(x, adj, flags, t)``, ``time_
   sinusoidal embedding of t. ``lift_state`` reuses the last lift for an equal state, so the X- and A-networks
   scoring the same (X_t, A_t) lift it once.
 
-In inference on the CPU (sampling) the attention aggregate runs as one fused C++ pass over the target-sorted
-pairs (``kernels.can_attend``); training and other devices use the torch_geometric ops.
+On the CPU the attention aggregate runs as one fused C++ pass over the target-sorted pairs, with its own
+backward (``kernels.can_attend``); other devices use the torch_geometric ops.
 """
 from __future__ import annotations
 
@@ -43,20 +43,21 @@ from .gdss import _Pairs, normalize_adj, use_kernels
 Tensor = torch.Tensor
 
 
-_last_lift: list = []  # [adj copy, flags copy, (threshold, max_ring), complex] of the last call
+_last_lift: list = []  # [adj copy, flags copy, (threshold, max_ring, inference mode), complex] of the last call
 
 
 def lift_state(adj: Tensor, flags: Tensor, threshold: float, max_ring: int):
     """``lift_graphs(adj, flags, threshold, max_ring)``, reusing the previous complex when called again on an equal
     state (the X- and A-networks score the same state one after the other; comparing the dense tensors costs far
-    less than a lift)."""
-    if (_last_lift and _last_lift[2] == (threshold, max_ring)
+    less than a lift) in the same inference mode (a complex lifted while sampling cannot serve autograd)."""
+    key = (threshold, max_ring, torch.is_inference_mode_enabled())
+    if (_last_lift and _last_lift[2] == key
             and all(c.shape == v.shape and c.dtype == v.dtype and c.device == v.device and torch.equal(c, v)
                     for c, v in ((_last_lift[0], adj), (_last_lift[1], flags)))):
         return _last_lift[3]
     adj, flags = adj.detach().clone(), flags.detach().clone()
     cx = lift_graphs(adj, flags, threshold=threshold, max_ring=max_ring)
-    _last_lift[:] = [adj, flags, (threshold, max_ring), cx]
+    _last_lift[:] = [adj, flags, key, cx]
     return cx
 
 
@@ -121,11 +122,10 @@ class CANLayer(nn.Module):
         return scatter(msg, tgt, dim=0, dim_size=h.shape[0], reduce="sum")
 
     def _fused(self, x: Tensor) -> bool:
-        """The fused CPU aggregate (``kernels.can_attend``) serves inference: no gradient is wanted, no dropout
-        is active and the attention activation is a leaky ReLU."""
-        return (not (torch.is_grad_enabled() and (x.requires_grad or self.lin.weight.requires_grad))
-                and not (self.training and self.dropout > 0)
-                and isinstance(self.att_activation, nn.LeakyReLU) and use_kernels(self, x))
+        """The fused CPU aggregate (``kernels.can_attend``, forward and backward) replaces the torch_geometric
+        ops when no attention dropout is active and the attention activation is a leaky ReLU."""
+        return (not (self.training and self.dropout > 0) and isinstance(self.att_activation, nn.LeakyReLU)
+                and use_kernels(self, x))
 
     def forward(self, x: Tensor, down_index: Tensor, up_index: Tensor) -> Tensor:
         n, o, nh = x.shape[0], self.out_channels, self.heads

@@ -96,7 +96,8 @@ class MultiGCN(nn.Module):
 
 
 class _Pairs:
-    """Index bookkeeping for the strict upper triangle of N x N matrices."""
+    """Index bookkeeping for the strict upper triangle of N x N matrices (cached; made outside inference mode,
+    so that indices first built while sampling still serve training)."""
 
     _cache: dict = {}
 
@@ -104,16 +105,21 @@ class _Pairs:
     def get(cls, n: int, device) -> tuple[Tensor, Tensor]:
         key = (n, str(device))
         if key not in cls._cache:
-            iu = torch.triu_indices(n, n, 1, device=device)
-            flat = iu[0] * n + iu[1]
-            # for scattering pair values back to a dense symmetric matrix: index of (i, j) in the pair list for
-            # i != j, and P (a zero row appended to the pair list) on the diagonal
-            p = iu.shape[1]
-            back = torch.full((n, n), p, dtype=torch.long, device=device)
-            back[iu[0], iu[1]] = torch.arange(p, device=device)
-            back[iu[1], iu[0]] = torch.arange(p, device=device)
-            cls._cache[key] = (flat, back.reshape(-1))
+            with torch.inference_mode(False):
+                cls._cache[key] = cls._build(n, device)
         return cls._cache[key]
+
+    @staticmethod
+    def _build(n: int, device) -> tuple[Tensor, Tensor]:
+        iu = torch.triu_indices(n, n, 1, device=device)
+        flat = iu[0] * n + iu[1]
+        # for scattering pair values back to a dense symmetric matrix: index of (i, j) in the pair list for
+        # i != j, and P (a zero row appended to the pair list) on the diagonal
+        p = iu.shape[1]
+        back = torch.full((n, n), p, dtype=torch.long, device=device)
+        back[iu[0], iu[1]] = torch.arange(p, device=device)
+        back[iu[1], iu[0]] = torch.arange(p, device=device)
+        return flat, back.reshape(-1)
 
 
 def pairs_of(dense: Tensor, flat: Tensor) -> Tensor:

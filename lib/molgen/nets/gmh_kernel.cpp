@@ -891,4 +891,74 @@ void can_attend_forward(const float* h, int64_t h_stride, const float* ssrc, con
   }
 }
 
+// Backward of can_attend_forward (without accumulate) for targets [t0, t1), given dout[E][H*C] and the
+// forward's own out. With alpha and e as above and d_ij = <dout_i, h_j> per head:
+//   dh[j] += alpha_ij dout_i;   de_ij = alpha_ij (d_ij - <dout_i, out_i>) * (e_ij > 0 ? 1 : slope);
+//   dsdst[i] += sum_j de_ij;    dssrc[j] += de_ij.
+// dh [E][H*C] and dssrc, dsdst [E][H] (contiguous) are added to; a caller splitting targets over threads
+// gives each thread its own dh and dssrc (sources may belong to another thread's targets).
+void can_attend_backward(const float* h, int64_t h_stride, const float* ssrc, const float* sdst,
+                         int64_t s_stride, const int64_t* ptr, const int64_t* src, const float* out,
+                         const float* dout, float* dh, float* dssrc, float* dsdst, int64_t t0, int64_t t1, int H,
+                         int C, float slope) {
+  float m[32], den[32], dot[32];
+  std::vector<float> ebuf, raw;
+  const int HC = H * C;
+  for (int64_t i = t0; i < t1; ++i) {
+    const int64_t beg = ptr[i], deg = ptr[i + 1] - beg;
+    if (deg == 0) continue;
+    const int64_t ne = deg * H, padded = (ne + L - 1) / L * L;
+    if (static_cast<int64_t>(ebuf.size()) < padded) ebuf.resize(padded), raw.resize(padded);
+    const float* sd = sdst + i * s_stride;
+    for (int k = 0; k < H; ++k) m[k] = -INFINITY, den[k] = 0.0f;
+    for (int64_t p = 0; p < deg; ++p) {
+      const float* ss = ssrc + src[beg + p] * s_stride;
+      for (int k = 0; k < H; ++k) {
+        const float r = ss[k] + sd[k];
+        const float e = r > 0.0f ? r : slope * r;
+        raw[p * H + k] = r;
+        ebuf[p * H + k] = e;
+        m[k] = e > m[k] ? e : m[k];
+      }
+    }
+    for (int64_t p = 0; p < deg; ++p)
+      for (int k = 0; k < H; ++k) ebuf[p * H + k] -= m[k];
+    for (int64_t q = ne; q < padded; ++q) ebuf[q] = -87.0f;
+    for (int64_t q = 0; q < padded; q += L) {
+      vf v;
+      __builtin_memcpy(&v, ebuf.data() + q, sizeof(vf));
+      v = exp_neg(v);
+      __builtin_memcpy(ebuf.data() + q, &v, sizeof(vf));
+    }
+    for (int64_t p = 0; p < deg; ++p)
+      for (int k = 0; k < H; ++k) den[k] += ebuf[p * H + k];
+    const float* go = dout + i * HC;
+    const float* oi = out + i * HC;
+    for (int k = 0; k < H; ++k) {
+      float acc = 0.0f;
+      for (int c = 0; c < C; ++c) acc += go[k * C + c] * oi[k * C + c];
+      dot[k] = acc;
+      den[k] = 1.0f / (den[k] + 1e-16f);
+    }
+    float* gd = dsdst + i * H;
+    for (int64_t p = 0; p < deg; ++p) {
+      const int64_t j = src[beg + p];
+      const float* hj = h + j * h_stride;
+      float* dhj = dh + j * HC;
+      float* gs = dssrc + j * H;
+      for (int k = 0; k < H; ++k) {
+        const float a = ebuf[p * H + k] * den[k];
+        float d = 0.0f;
+        for (int c = 0; c < C; ++c) {
+          d += go[k * C + c] * hj[k * C + c];
+          dhj[k * C + c] += a * go[k * C + c];
+        }
+        const float de = a * (d - dot[k]) * (raw[p * H + k] > 0.0f ? 1.0f : slope);
+        gd[k] += de;
+        gs[k] += de;
+      }
+    }
+  }
+}
+
 }  // extern "C"

@@ -7,7 +7,7 @@ batch is split over ``torch.get_num_threads()`` Python threads. If no compiler i
 ``MOLGEN_KERNELS=0``), ``available()`` is False and the networks use their pure-PyTorch path.
 
 ``gmh(X, W, bias, E, attn_dim, out_dim, heads, scale)`` is differentiable in X, W, bias and E;
-``can_attend`` (the cell-attention aggregate) is inference only.
+``can_attend`` (the cell-attention aggregate) in h and the two scores.
 """
 from __future__ import annotations
 
@@ -130,6 +130,8 @@ def _load():
             lib.elu_backward.restype = None
             lib.can_attend_forward.argtypes = [p, i64, p, p, i64, p, p, p, i64, i64, i32, i32, f32, i32]
             lib.can_attend_forward.restype = None
+            lib.can_attend_backward.argtypes = [p, i64, p, p, i64, p, p, p, p, p, p, p, i64, i64, i32, i32, f32]
+            lib.can_attend_backward.restype = None
             _lib = lib
         except Exception as e:  # no compiler, failed build, unloadable library: fall back to PyTorch
             _lib_error = f"{type(e).__name__}: {e}"
@@ -146,6 +148,8 @@ def unavailable_reason() -> str | None:
 
 
 def _chunks(b: int, min_chunk: int = 64) -> list[tuple[int, int]]:
+    if b <= 0:
+        return []
     n = max(1, min(get_num_threads(), b // min_chunk))
     step = -(-b // n)
     return [(s, min(b, s + step)) for s in range(0, b, step)]
@@ -153,6 +157,8 @@ def _chunks(b: int, min_chunk: int = 64) -> list[tuple[int, int]]:
 
 def _run(fn, chunks, make_args) -> None:
     global _pool, _pool_size
+    if not chunks:
+        return
     if len(chunks) == 1:
         fn(*make_args(0, *chunks[0]))
         return
@@ -357,14 +363,8 @@ def _rows(t: torch.Tensor) -> tuple[torch.Tensor, int]:
     return t, t.stride(0)
 
 
-def can_attend(h: torch.Tensor, s_src: torch.Tensor, s_dst: torch.Tensor, index: torch.Tensor, heads: int,
-               slope: float, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Cell-attention aggregate (E, heads * C) of ``molgen.nets.can.CANLayer`` without autograd: for each target
-    i, ``sum_j softmax_j(leaky_relu(s_src[j] + s_dst[i], slope)) h[j]`` per head over the pairs ``index``
-    (2, nnz) = (target, source), which must be sorted by target. h (E, heads * C), s_src and s_dst (E, heads)
-    may be column slices of one tensor. With ``out`` the aggregate is added to it (and returned)."""
-    lib = _load()
-    n = h.shape[0]
+def _attend_inputs(h, s_src, s_dst, heads):
+    """Float32 row views of the inputs with their row strides (the two scores sharing one)."""
     if heads > 32 or h.shape[1] > 256 or h.shape[1] % heads:
         raise ValueError(f"can_attend supports at most 32 heads and 256 channels, got {heads} and {h.shape[1]}")
     h, h_stride = _rows(h)
@@ -373,9 +373,46 @@ def can_attend(h: torch.Tensor, s_src: torch.Tensor, s_dst: torch.Tensor, index:
     if d_stride != s_stride:
         s_src, s_dst = s_src.contiguous(), s_dst.contiguous()
         s_stride = heads
-    tgt, src = index[0].contiguous(), index[1].contiguous()
+    return h, h_stride, s_src, s_dst, s_stride
+
+
+def target_pointers(index: torch.Tensor, n: int) -> torch.Tensor:
+    """CSR row pointers (n + 1,) of pairs (2, nnz) sorted by target (row 0)."""
     ptr = torch.zeros(n + 1, dtype=torch.int64)
-    torch.cumsum(torch.bincount(tgt, minlength=n), 0, out=ptr[1:])
+    torch.cumsum(torch.bincount(index[0], minlength=n), 0, out=ptr[1:])
+    return ptr
+
+
+class _CANAttend(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, s_src, s_dst, ptr, src, heads: int, slope: float):
+        out = _attend_forward(h, s_src, s_dst, ptr, src, heads, slope, None)
+        ctx.save_for_backward(h, s_src, s_dst, ptr, src, out)
+        ctx.dims = (heads, slope)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        lib = _load()
+        h, s_src, s_dst, ptr, src, out = ctx.saved_tensors
+        heads, slope = ctx.dims
+        n, hc = h.shape
+        h, h_stride, s_src, s_dst, s_stride = _attend_inputs(h, s_src, s_dst, heads)
+        dout = _prep(dout)
+        chunks = _chunks(n, 512)
+        dh = torch.zeros(len(chunks), n, hc)  # per chunk: sources may lie in another chunk's targets
+        ds_src = torch.zeros(len(chunks), n, heads)
+        ds_dst = torch.zeros(n, heads)
+        _run(lib.can_attend_backward, chunks, lambda k, a, b: (
+            _ptr(h), h_stride, _ptr(s_src), _ptr(s_dst), s_stride, _ptr(ptr), _ptr(src), _ptr(out), _ptr(dout),
+            _ptr(dh[k]), _ptr(ds_src[k]), _ptr(ds_dst), a, b, heads, hc // heads, float(slope)))
+        return dh.sum(0), ds_src.sum(0), ds_dst, None, None, None, None
+
+
+def _attend_forward(h, s_src, s_dst, ptr, src, heads, slope, out):
+    lib = _load()
+    n = h.shape[0]
+    h, h_stride, s_src, s_dst, s_stride = _attend_inputs(h, s_src, s_dst, heads)
     accumulate = out is not None
     if out is None:
         out = torch.empty(n, h.shape[1])
@@ -385,3 +422,17 @@ def can_attend(h: torch.Tensor, s_src: torch.Tensor, s_dst: torch.Tensor, index:
         _ptr(h), h_stride, _ptr(s_src), _ptr(s_dst), s_stride, _ptr(ptr), _ptr(src), _ptr(out), a, b, heads,
         h.shape[1] // heads, float(slope), int(accumulate)))
     return out
+
+
+def can_attend(h: torch.Tensor, s_src: torch.Tensor, s_dst: torch.Tensor, index: torch.Tensor, heads: int,
+               slope: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Cell-attention aggregate (E, heads * C) of ``molgen.nets.can.CANLayer``: for each target i,
+    ``sum_j softmax_j(leaky_relu(s_src[j] + s_dst[i], slope)) h[j]`` per head over the pairs ``index``
+    (2, nnz) = (target, source), which must be sorted by target. h (E, heads * C), s_src and s_dst (E, heads)
+    may be column slices of one tensor. Differentiable in h, s_src and s_dst when a gradient is wanted;
+    otherwise, with ``out``, the aggregate is added to it in place (and returned)."""
+    ptr, src = target_pointers(index, h.shape[0]), index[1].contiguous()
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (h, s_src, s_dst)):
+        res = _CANAttend.apply(h, s_src, s_dst, ptr, src, heads, slope)
+        return res if out is None else out + res
+    return _attend_forward(h, s_src, s_dst, ptr, src, heads, slope, out)
