@@ -108,7 +108,8 @@ def input_digests(patterns: tuple[str, ...], root: str | Path) -> dict[str, str]
 def key_parts(nb: Notebook, profile: str, params: dict[str, Any], lib_dir: str | Path,
               dependency_keys: dict[str, str], root: str | Path | None = None) -> dict[str, Any]:
     """The named ingredients of a notebook's cache key (see the module docstring); declared input files
-    (``nb.inputs``, relative to ``root``, default the parent of ``lib_dir``) only when there are any."""
+    (``nb.inputs`` with ``params`` filled in, relative to ``root``, default the parent of ``lib_dir``) only
+    when it declares any."""
     packages = package_closure(nb.code(), lib_dir)
     parts = {
         "scheme": SCHEME,
@@ -119,7 +120,7 @@ def key_parts(nb: Notebook, profile: str, params: dict[str, Any], lib_dir: str |
         "depends": dict(sorted(dependency_keys.items())),
     }
     if nb.inputs:
-        parts["inputs"] = input_digests(nb.inputs, root if root is not None else Path(lib_dir).parent)
+        parts["inputs"] = input_digests(nb.input_patterns(params), root if root is not None else Path(lib_dir).parent)
     return parts
 
 

@@ -1,17 +1,22 @@
 """The notebooks of the site: discovery, declared dependencies, execution order, parameter names.
 
 A notebook declares what it needs in its metadata, `{"paper": {"depends": ["simulate"]}}`; a dependency is
-executed first and its cache key is part of the dependent's key. `"inputs": ["data/runs/molgen/*/metrics.json"]`
+executed first and its cache key is part of the dependent's key. `"inputs": ["{committed_root}/*/metrics.json"]`
 declares committed files it reads (glob patterns relative to the project root): their contents are part of
-its key too. Without declarations notebooks run in
-alphabetical order.
+its key too. A `{name}` in a pattern is the notebook's parameter of that name in the profile being run (else
+its default in the parameters cell): a list gives one pattern per element, None none at all, so each profile
+depends only on the files its own parameters point at. Without declarations notebooks run in alphabetical
+order.
 """
 from __future__ import annotations
 
 import ast
+import itertools
 import json
+import string
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 INJECTED = ("profile", "results_path", "work_dir")
 """Parameters the runner passes to every notebook on top of the profile's; each parameters cell defines them."""
@@ -52,19 +57,53 @@ class Notebook:
 
     def parameter_names(self) -> set[str]:
         """Names assigned at top level in the cell tagged `parameters`; error if there is no such cell."""
+        return set(self._parameters())
+
+    def parameter_defaults(self) -> dict[str, Any]:
+        """The parameters cell's values that are literals (names assigned an expression are left out)."""
+        out = {}
+        for name, node in self._parameters().items():
+            try:
+                out[name] = ast.literal_eval(node)
+            except ValueError:
+                continue
+        return out
+
+    def _parameters(self) -> dict[str, ast.expr]:
+        """Name -> assigned expression of each top-level assignment in the cell tagged `parameters`."""
         for cell in self.cells:
             if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
                 try:
                     tree = ast.parse(_source(cell))
                 except SyntaxError as err:
                     raise NotebookError(f"{self.path.name}: parameters cell does not parse: {err}") from None
-                names: set[str] = set()
+                names: dict[str, ast.expr] = {}
                 for node in tree.body:
                     targets = node.targets if isinstance(node, ast.Assign) else (
                         [node.target] if isinstance(node, ast.AnnAssign) else [])
-                    names.update(t.id for t in targets if isinstance(t, ast.Name))
+                    value = getattr(node, "value", None)
+                    names.update((t.id, value) for t in targets if isinstance(t, ast.Name) and value is not None)
                 return names
         raise NotebookError(f"{self.path.name}: no code cell tagged 'parameters'")
+
+    def input_patterns(self, params: dict[str, Any]) -> tuple[str, ...]:
+        """The declared input patterns with their `{name}` placeholders filled from ``params`` (a profile's
+        parameters of this notebook) or the parameters cell's defaults (see the module docstring)."""
+        defaults = self.parameter_defaults()
+        out: list[str] = []
+        for pattern in self.inputs:
+            names = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
+            choices = []
+            for name in names:
+                if name not in params and name not in defaults:
+                    raise NotebookError(f"{self.path.name}: input pattern {pattern!r} names {name!r}, which is "
+                                        "not a literal parameter of its parameters cell")
+                value = params.get(name, defaults.get(name))
+                values = value if isinstance(value, (list, tuple)) else [] if value is None else [value]
+                choices.append([str(v) for v in values])
+            for combo in itertools.product(*choices):
+                out.append(pattern.format(**dict(zip(names, combo))))
+        return tuple(out)
 
 
 def _source(cell: dict) -> str:
