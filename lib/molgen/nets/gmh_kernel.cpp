@@ -283,6 +283,42 @@ struct Block {
   }
 };
 
+// Unnormalised attention weights of target i (molgen.nets.can): ebuf[p * H + k] = exp(e_pk - max_p e_pk) for
+// its p-th pair, e = leaky_relu(ssrc[src] + sdst[i], slope) per head k, the exps taken over whole vectors;
+// den[k] = sum_p ebuf[p * H + k] + 1e-16. Returns the number of pairs (0: nothing written). H <= 32.
+inline int64_t attention_weights(const float* ssrc, const float* sdst, int64_t s_stride, const int64_t* ptr,
+                                 const int64_t* src, int64_t i, int H, float slope, std::vector<float>& ebuf,
+                                 float* den) {
+  const int64_t beg = ptr[i], deg = ptr[i + 1] - beg;
+  if (deg == 0) return 0;
+  const int64_t ne = deg * H, padded = (ne + L - 1) / L * L;
+  if (static_cast<int64_t>(ebuf.size()) < padded) ebuf.resize(padded);
+  float m[32];
+  const float* sd = sdst + i * s_stride;
+  for (int k = 0; k < H; ++k) m[k] = -INFINITY, den[k] = 1e-16f;
+  for (int64_t p = 0; p < deg; ++p) {
+    const float* ss = ssrc + src[beg + p] * s_stride;
+    for (int k = 0; k < H; ++k) {
+      float e = ss[k] + sd[k];
+      e = e > 0.0f ? e : slope * e;
+      ebuf[p * H + k] = e;
+      m[k] = e > m[k] ? e : m[k];
+    }
+  }
+  for (int64_t p = 0; p < deg; ++p)
+    for (int k = 0; k < H; ++k) ebuf[p * H + k] -= m[k];
+  for (int64_t q = ne; q < padded; ++q) ebuf[q] = -87.0f;
+  for (int64_t q = 0; q < padded; q += L) {
+    vf v;
+    __builtin_memcpy(&v, ebuf.data() + q, sizeof(vf));
+    v = exp_neg(v);
+    __builtin_memcpy(ebuf.data() + q, &v, sizeof(vf));
+  }
+  for (int64_t p = 0; p < deg; ++p)
+    for (int k = 0; k < H; ++k) den[k] += ebuf[p * H + k];
+  return deg;
+}
+
 }  // namespace
 
 extern "C" {
@@ -829,8 +865,8 @@ void elu_backward(const float* y, const float* dy, float* dx, int64_t n0, int64_
   for (int64_t i = n0; i < n1; ++i) dx[i] = y[i] > 0.0f ? dy[i] : dy[i] * (y[i] + 1.0f);
 }
 
-// Cell attention aggregate (molgen.nets.can.CANLayer, inference): for every target cell i in [t0, t1) and
-// head k, over its neighbours j = src[ptr[i] .. ptr[i+1]) (pairs sorted by target):
+// Cell attention aggregate (molgen.nets.can.CANLayer): for every target cell i in [t0, t1) and head k, over its
+// neighbours j = src[ptr[i] .. ptr[i+1]) (pairs sorted by target):
 //   e_ij = leaky_relu(ssrc[j][k] + sdst[i][k], slope),  alpha_ij = softmax_j(e_ij) (max taken per target),
 //   out[i][k][:] (+)= sum_j alpha_ij h[j][k][:]
 // h rows have stride h_stride (floats), score rows s_stride; out is [E][H*C], added to when accumulate != 0.
@@ -838,51 +874,26 @@ void can_attend_forward(const float* h, int64_t h_stride, const float* ssrc, con
                         int64_t s_stride, const int64_t* ptr, const int64_t* src, float* out, int64_t t0,
                         int64_t t1, int H, int C, float slope, int accumulate) {
   // local arrays (not aliased by the argument pointers, so they stay in registers); H <= 32, H * C <= 256
-  float m[32], den[32], acc[256], wrow[256];
+  float den[32], acc[256], wrow[256];
   std::vector<float> ebuf;
+  const int HC = H * C;
   for (int64_t i = t0; i < t1; ++i) {
-    float* o = out + i * static_cast<int64_t>(H) * C;
-    const int64_t beg = ptr[i], deg = ptr[i + 1] - beg;
+    float* o = out + i * HC;
+    const int64_t deg = attention_weights(ssrc, sdst, s_stride, ptr, src, i, H, slope, ebuf, den);
     if (deg == 0) {
-      if (!accumulate) for (int q = 0; q < H * C; ++q) o[q] = 0.0f;
+      if (!accumulate) for (int q = 0; q < HC; ++q) o[q] = 0.0f;
       continue;
     }
-    // scores e (deg x H) and their per-head max, then exp(e - max) over whole vectors
-    const int64_t ne = deg * H, padded = (ne + L - 1) / L * L;
-    if (static_cast<int64_t>(ebuf.size()) < padded) ebuf.resize(padded);
-    const float* sd = sdst + i * s_stride;
-    for (int k = 0; k < H; ++k) m[k] = -INFINITY, den[k] = 0.0f;
-    for (int64_t p = 0; p < deg; ++p) {
-      const float* ss = ssrc + src[beg + p] * s_stride;
-      for (int k = 0; k < H; ++k) {
-        float e = ss[k] + sd[k];
-        e = e > 0.0f ? e : slope * e;
-        ebuf[p * H + k] = e;
-        m[k] = e > m[k] ? e : m[k];
-      }
-    }
-    for (int64_t p = 0; p < deg; ++p)
-      for (int k = 0; k < H; ++k) ebuf[p * H + k] -= m[k];
-    for (int64_t q = ne; q < padded; ++q) ebuf[q] = -87.0f;
-    for (int64_t q = 0; q < padded; q += L) {
-      vf v;
-      __builtin_memcpy(&v, ebuf.data() + q, sizeof(vf));
-      v = exp_neg(v);
-      __builtin_memcpy(ebuf.data() + q, &v, sizeof(vf));
-    }
-    for (int q = 0; q < H * C; ++q) acc[q] = 0.0f;
+    for (int q = 0; q < HC; ++q) acc[q] = 0.0f;
     const float* eb = ebuf.data();
-    const int HC = H * C;
     for (int64_t p = 0; p < deg; ++p) {
-      const float* hj = h + src[beg + p] * h_stride;
-      for (int k = 0; k < H; ++k) {
-        den[k] += eb[p * H + k];
+      const float* hj = h + src[ptr[i] + p] * h_stride;
+      for (int k = 0; k < H; ++k)
         for (int c = 0; c < C; ++c) wrow[k * C + c] = eb[p * H + k];
-      }
       for (int q = 0; q < HC; ++q) acc[q] += wrow[q] * hj[q];
     }
     for (int k = 0; k < H; ++k) {
-      const float inv = 1.0f / (den[k] + 1e-16f);
+      const float inv = 1.0f / den[k];
       for (int c = 0; c < C; ++c) {
         const float v = acc[k * C + c] * inv;
         o[k * C + c] = accumulate ? o[k * C + c] + v : v;
@@ -901,49 +912,26 @@ void can_attend_backward(const float* h, int64_t h_stride, const float* ssrc, co
                          int64_t s_stride, const int64_t* ptr, const int64_t* src, const float* out,
                          const float* dout, float* dh, float* dssrc, float* dsdst, int64_t t0, int64_t t1, int H,
                          int C, float slope) {
-  float m[32], den[32], dot[32];
-  std::vector<float> ebuf, raw;
+  float den[32], dot[32];
+  std::vector<float> ebuf;
   const int HC = H * C;
   for (int64_t i = t0; i < t1; ++i) {
-    const int64_t beg = ptr[i], deg = ptr[i + 1] - beg;
+    const int64_t deg = attention_weights(ssrc, sdst, s_stride, ptr, src, i, H, slope, ebuf, den);
     if (deg == 0) continue;
-    const int64_t ne = deg * H, padded = (ne + L - 1) / L * L;
-    if (static_cast<int64_t>(ebuf.size()) < padded) ebuf.resize(padded), raw.resize(padded);
-    const float* sd = sdst + i * s_stride;
-    for (int k = 0; k < H; ++k) m[k] = -INFINITY, den[k] = 0.0f;
-    for (int64_t p = 0; p < deg; ++p) {
-      const float* ss = ssrc + src[beg + p] * s_stride;
-      for (int k = 0; k < H; ++k) {
-        const float r = ss[k] + sd[k];
-        const float e = r > 0.0f ? r : slope * r;
-        raw[p * H + k] = r;
-        ebuf[p * H + k] = e;
-        m[k] = e > m[k] ? e : m[k];
-      }
-    }
-    for (int64_t p = 0; p < deg; ++p)
-      for (int k = 0; k < H; ++k) ebuf[p * H + k] -= m[k];
-    for (int64_t q = ne; q < padded; ++q) ebuf[q] = -87.0f;
-    for (int64_t q = 0; q < padded; q += L) {
-      vf v;
-      __builtin_memcpy(&v, ebuf.data() + q, sizeof(vf));
-      v = exp_neg(v);
-      __builtin_memcpy(ebuf.data() + q, &v, sizeof(vf));
-    }
-    for (int64_t p = 0; p < deg; ++p)
-      for (int k = 0; k < H; ++k) den[k] += ebuf[p * H + k];
     const float* go = dout + i * HC;
     const float* oi = out + i * HC;
+    const float* sd = sdst + i * s_stride;
     for (int k = 0; k < H; ++k) {
       float acc = 0.0f;
       for (int c = 0; c < C; ++c) acc += go[k * C + c] * oi[k * C + c];
       dot[k] = acc;
-      den[k] = 1.0f / (den[k] + 1e-16f);
+      den[k] = 1.0f / den[k];
     }
     float* gd = dsdst + i * H;
     for (int64_t p = 0; p < deg; ++p) {
-      const int64_t j = src[beg + p];
+      const int64_t j = src[ptr[i] + p];
       const float* hj = h + j * h_stride;
+      const float* ss = ssrc + j * s_stride;
       float* dhj = dh + j * HC;
       float* gs = dssrc + j * H;
       for (int k = 0; k < H; ++k) {
@@ -953,7 +941,7 @@ void can_attend_backward(const float* h, int64_t h_stride, const float* ssrc, co
           d += go[k * C + c] * hj[k * C + c];
           dhj[k * C + c] += a * go[k * C + c];
         }
-        const float de = a * (d - dot[k]) * (raw[p * H + k] > 0.0f ? 1.0f : slope);
+        const float de = a * (d - dot[k]) * (ss[k] + sd[k] > 0.0f ? 1.0f : slope);
         gd[k] += de;
         gs[k] += de;
       }
