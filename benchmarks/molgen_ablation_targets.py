@@ -28,8 +28,7 @@ MOONSHOT = {"fcd": 1.0, "validity_wo_correction": 98.0}
 
 def budget_target(table, name: str) -> dict:
     """The best cell-attention variant by mean FCD against GDSS in ``table``."""
-    means = table.groupby("variant")["fcd"].mean()
-    best = min((v for v in means.index if v.startswith("can")), key=lambda v: means[v])
+    best = figures.best_cell_variant(table)
     cmp = figures.compare(table, "gdss").set_index(["variant", "metric"])
     rows = {m: {k: v.item() if hasattr(v, "item") else v for k, v in cmp.loc[(best, m)].items()}
             for m in ("fcd", "nspdk")}

@@ -16,7 +16,6 @@ counts from QM9, random bonds, one-hot atom types in the first four feature colu
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
+from common.io import write_json  # noqa: E402
 from molgen.losses import GraphScore, dsm_loss  # noqa: E402
 from molgen.nets import kernels  # noqa: E402
 from molgen.nets.gdss import set_use_kernels  # noqa: E402
@@ -115,8 +115,7 @@ def main() -> int:
               f"{out['s_per_train_step_fused']:.3f} s, torch_geometric ops {out['s_per_train_step_torch']:.3f} s: "
               f"{out['train_speedup']:.2f}x")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
     return 0
 
 

@@ -184,6 +184,13 @@ def _mean_of(table: pd.DataFrame, variant: str, col: str) -> float:
     return float(table.loc[table["variant"] == variant, col].astype(float).mean())
 
 
+def best_cell_variant(table: pd.DataFrame) -> str | None:
+    """The cell-attention variant (name starting with "can") with the lowest mean FCD, None if there is none."""
+    means = table.groupby("variant")["fcd"].mean()
+    cans = [v for v in means.index if v.startswith("can")]
+    return min(cans, key=lambda v: means[v]) if cans else None
+
+
 def verdict(results: dict, budget: str = "epochs") -> str:
     """A plain-language answer to "does topology help?" from a results dict of the ablation notebook (its
     ``table`` of runs and ``source``): the best cell-attention variant by FCD against GDSS on FCD and NSPDK, and
@@ -194,11 +201,9 @@ def verdict(results: dict, budget: str = "epochs") -> str:
     table = pd.DataFrame(results.get("table") or [])
     if table.empty or "gdss" not in set(table["variant"]):
         return "The ablation has no GDSS baseline run yet, so it does not answer the question."
-    means = table.groupby("variant")[["fcd", "nspdk"]].mean()
-    cans = [v for v in means.index if v.startswith("can")]
-    if not cans:
+    best = best_cell_variant(table)
+    if best is None:
         return "The ablation has no cell-attention run yet, so it does not answer the question."
-    best = min(cans, key=lambda v: means.loc[v, "fcd"])
     cmp = compare(table, "gdss").set_index(["variant", "metric"])
     seeds = int(table.groupby("variant").size().min())
     epochs = sorted(set(table["epochs"]))
@@ -244,10 +249,9 @@ def cost_explanation(by_epochs: dict, by_time: dict, baseline: str = "gdss") -> 
     for name, t in (("equal epochs", epochs), ("equal time", timed)):
         if t.empty or baseline not in set(t["variant"]):
             return f"No {baseline} run at {name}, so the cost of the two budgets cannot be compared."
-    cans = [v for v in dict.fromkeys(epochs["variant"]) if v.startswith("can")]
-    if not cans:
+    best = best_cell_variant(epochs)
+    if best is None:
         return "No cell-attention run at equal epochs, so the cost of the two budgets cannot be compared."
-    best = min(cans, key=lambda v: _mean_of(epochs, v, "fcd"))
 
     def per_epoch(t: pd.DataFrame, v: str) -> float:
         return _mean_of(t, v, "training (min)") / _mean_of(t, v, "epochs")

@@ -135,8 +135,6 @@ class CANLayer(nn.Module):
         w_att = torch.einsum("kshc,khci->kshi", att, w[:2 * o].reshape(2, nh, self.head_dim, -1))
         z = x @ torch.cat([w, w_att.reshape(4 * nh, -1)]).t()
         z_down, z_up, z_skip, sc = z.split([o, o, w.shape[0] - 2 * o, 4 * nh], dim=1)
-        h_down = z_down.reshape(n, nh, self.head_dim)
-        h_up = z_up.reshape(n, nh, self.head_dim)
         sc = sc.reshape(n, 2, 2, nh)  # (neighbourhood, src / dst, heads)
         if self._fused(x):
             slope = self.att_activation.negative_slope
@@ -144,8 +142,8 @@ class CANLayer(nn.Module):
             m = kernels.can_attend(z_up, sc[:, 1, 0], sc[:, 1, 1], up_index, nh, slope, out=m)
             m = m.reshape(n, nh, self.head_dim)
         else:
-            m = (self._attend(h_down, sc[:, 0, 0], sc[:, 0, 1], down_index)
-                 + self._attend(h_up, sc[:, 1, 0], sc[:, 1, 1], up_index))
+            m = (self._attend(z_down.reshape(n, nh, self.head_dim), sc[:, 0, 0], sc[:, 0, 1], down_index)
+                 + self._attend(z_up.reshape(n, nh, self.head_dim), sc[:, 1, 0], sc[:, 1, 1], up_index))
         m = m.reshape(n, o) if self.concat else m.mean(1)
         if self.skip_connection:
             m = m + z_skip
