@@ -73,3 +73,7 @@ def _to_builtin(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+class CheckpointMismatch(RuntimeError):
+    """A checkpoint made with a different configuration (or format) than the one asked for."""

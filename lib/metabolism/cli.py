@@ -1,4 +1,4 @@
-"""Command line: `python -m metabolism run|simulate|train|evaluate|regimes`."""
+"""Command line: `python -m metabolism run|simulate|train|evaluate|regimes|explore|fit`."""
 from __future__ import annotations
 
 import argparse
@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         _add_config_args(sub.add_parser(name, help=help_))
     sub.add_parser("regimes", help="list the shipped regimes")
     _add_explore_args(sub.add_parser("explore", help="closed-loop exploration of training settings (resumes)"))
+    _add_fit_args(sub.add_parser("fit", help="rate constants from a network and measured concentrations (resumes)"))
     args = parser.parse_args(argv)
+    if args.command == "fit":
+        return _fit(args)
     if args.command == "regimes":
         print("\n".join(regime_names()))
         return 0
@@ -154,4 +157,48 @@ def _explore(args: argparse.Namespace) -> int:
                       "default_score": default and default["score"], "best_iteration": best and best["iteration"],
                       "best_score": best and best["score"], "best_changes": best and best["changes_vs_default"]},
                      indent=2, default=str))
+    return 0
+
+
+def _add_fit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--network", required=True,
+                   help="SBML (.xml), COBRA JSON (.json), a table (.csv: reaction,metabolite,coefficient) or "
+                   "cobra:NAME for a model shipped with cobra (e.g. cobra:textbook, the E. coli core model)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="tidy CSV/TSV/Parquet with columns experiment,time,metabolite,value (optionally unit)")
+    p.add_argument("--out", type=Path, required=True, help="results directory (a killed fit resumes there)")
+    p.add_argument("--fixed-species", nargs="+", default=[], metavar="ID",
+                   help="species held constant (dropped from the network, absorbed into k), added to the defaults")
+    p.add_argument("--no-default-fixed", action="store_true",
+                   help="do not fix water, protons and boundary species by default")
+    p.add_argument("--estimator", choices=["gnn", "mass-action"], help="default gnn (form-free)")
+    p.add_argument("--config", type=Path, help="a YAML fit config (sections: model, training, weakform, uncertainty)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one fit-config value; repeatable")
+    p.add_argument("--unit", help="concentration unit, when the data do not state it")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from .fit import fit
+    from .importers import NetworkImportError
+    from .measurements import MeasurementError
+
+    overrides = list(args.overrides)
+    if args.estimator:
+        overrides.append(f"estimator={args.estimator}")
+    if args.unit:
+        overrides.append(f"unit={args.unit}")
+    try:
+        result = fit(args.network, args.data, args.out, fixed_species=[] if args.no_default_fixed else None,
+                     extra_fixed=args.fixed_species, config=args.config, overrides=overrides,
+                     progress=not args.quiet)
+    except (ConfigError, NetworkError, NetworkImportError, MeasurementError, CheckpointMismatch,
+            FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    rep = result.report
+    print(json.dumps({"out": str(args.out), "reactions": len(result.k), **rep["intervals"],
+                      "network": rep["network"].get("counts", rep["network"]), "timing": rep["timing"],
+                      "device": rep["device"]}, indent=2))
     return 0

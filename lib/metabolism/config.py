@@ -5,22 +5,16 @@ instead of a silently ignored setting.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
+from common.config import ConfigError, Section as _Section, apply_overrides, validated
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the offending field."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+__all__ = ["ConfigError", "apply_overrides"]
 
 
 class NetworkConfig(_Section):
@@ -141,12 +135,73 @@ class RunConfig(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
-    def digest(self, *sections: str) -> str:
-        """A short hash of the named sections (all if none), used to match checkpoints to configs."""
-        data = self.model_dump(mode="json")
-        if sections:
-            data = {k: data[k] for k in sections}
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+class WeakFormConfig(_Section):
+    """The integral objective (``metabolism.weakform``: why these choices)."""
+
+    window: int | Literal["auto"] = Field(
+        "auto", description="sample intervals per window; auto: an eighth of an experiment's samples, 8 to 64")
+    stride: PositiveInt | None = Field(None, description="sample intervals between window starts (None: a quarter window)")
+    nodes: PositiveInt = Field(2, description="Gauss-Legendre nodes per sample interval")
+    smoothing: Literal["auto", "none"] | float = Field(
+        "auto", description="smoothing-spline penalty: auto (generalised cross-validation), none, or a value")
+    log: bool = Field(True, description="smooth log c (relative noise), else c (additive noise)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "WeakFormConfig":
+        if isinstance(self.window, int) and self.window < 2:
+            raise ValueError("window must span at least 2 sample intervals")
+        return self
+
+
+class UncertaintyConfig(_Section):
+    """Intervals of the rate constants (``metabolism.uncertainty``)."""
+
+    bootstrap: int = Field(50, ge=0, description="bootstrap replicates of the data (0: the cluster sandwich only)")
+    level: float = Field(0.95, gt=0, lt=1)
+    threshold: float = Field(0.3, gt=0, description="a k whose interval is wider than +-threshold in log10 is "
+                             "flagged as not determined by the data")
+    bias_correction: bool = Field(True, description="subtract the bootstrap estimate of the bias of log k")
+    refit_steps: int = Field(
+        0, ge=0, description="GNN: L-BFGS iterations re-fitting the functions to each replicate (0: functions "
+        "held fixed, k re-solved only; 20 took 10x longer on E. coli core and covered no better)")
+
+
+def _fit_training() -> "TrainingConfig":
+    return TrainingConfig(steps=1000, lbfgs_steps=50)
+
+
+class FitConfig(_Section):
+    """A fit to a researcher's data: the estimator, its model and training, the objective, the intervals."""
+
+    estimator: Literal["gnn", "mass-action"] = Field(
+        "gnn", description="gnn: the form-free GNN; mass-action: least squares that assumes the mass-action form")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    unit: str | None = Field(None, description="concentration unit, when the data table does not state it")
+    time_unit: str | None = Field(None, description="time unit of the data")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=_fit_training)
+    weakform: WeakFormConfig = Field(default_factory=WeakFormConfig)
+    uncertainty: UncertaintyConfig = Field(default_factory=UncertaintyConfig)
+
+
+def load_fit_config(path: str | Path | None = None, overrides: list[str] | None = None) -> FitConfig:
+    """A FitConfig from an optional YAML file and ``section.key=value`` overrides (unknown keys are errors)."""
+    data: dict = {}
+    source = []
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"invalid config {path}: expected a mapping at the top level")
+        source.append(str(path))
+    if overrides:
+        data = apply_overrides(data, list(overrides))
+        source.append("overrides " + " ".join(overrides))
+    return validated(FitConfig, data, "(" + "; ".join(source) + ")" if source else "")
 
 
 def regime_names() -> list[str]:
@@ -154,43 +209,9 @@ def regime_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("metabolism.regimes").iterdir() if p.name.endswith(".yaml"))
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"  {loc}: {msg}")
-    return f"invalid config {source}:\n" + "\n".join(lines)
-
-
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text)
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply `section.key=value` strings (values parsed as YAML) to a config dict."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form section.key=value")
-        path, value = item.split("=", 1)
-        keys = path.strip().split(".")
-        node = data
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {key} is not a section")
-        node[keys[-1]] = _parse_value(value)
-    return data
-
-
 def validate(data: dict, source: str = "") -> RunConfig:
     """Validate a config dict, raising ConfigError that names each bad field."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"invalid config {source}: expected a mapping, got {type(data).__name__}")
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
+    return validated(RunConfig, data, source)
 
 
 def load_regime(name: str) -> dict:

@@ -19,7 +19,7 @@ from torch import nn
 from torch_geometric.nn import MessagePassing
 
 from .config import ModelConfig
-from .network import Network
+from .network import Stoichiometry
 
 
 def mlp(n_in: int, hidden: int, n_layers: int, n_out: int = 1) -> nn.Sequential:
@@ -44,13 +44,18 @@ class SubstrateFunction(nn.Module):
 
     def _g(self, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         x = torch.log(c.clamp_min(1e-8)) if self.use_log else c / self.c_scale
-        return self.net(torch.stack([x, s.expand_as(x)], dim=-1)).squeeze(-1)
+        x, s = torch.broadcast_tensors(x, s)  # c (..., 1) against several orders s (n_orders,)
+        return self.net(torch.stack([x, s], dim=-1)).squeeze(-1)
 
     def forward(self, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """Evaluate at concentrations c for orders s (broadcastable against c; s varies along the last axis)."""
+        return torch.exp(self.log_value(c, s))
+
+    def log_value(self, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """log MLP_sub(c, s), the form in which it is tabulated (``metabolism.windows``)."""
         s = torch.as_tensor(s, dtype=c.dtype, device=c.device)
         g_ref = self._g(torch.full_like(s, self.c_ref), s)
-        return torch.exp(self._g(c, s) - g_ref + s * math.log(self.c_ref))
+        return self._g(c, s) - g_ref + s * math.log(self.c_ref)
 
 
 class SubstrateToReaction(MessagePassing):
@@ -92,7 +97,7 @@ class MetabolismGNN(nn.Module):
     Internally nodes are the leading dimension (n, B) so that one graph serves a whole batch of frames.
     """
 
-    def __init__(self, net: Network, cfg: ModelConfig, c_scale: float = 5.0):
+    def __init__(self, net: Stoichiometry, cfg: ModelConfig, c_scale: float = 5.0):
         super().__init__()
         n, m = net.n_metabolites, net.n_reactions
         self.n, self.m = n, m

@@ -1,9 +1,12 @@
-"""Seeded generator of metabolic networks: stoichiometry (R, P, S), rate constants, metabolite types.
+"""Metabolic networks: the stoichiometry (R, P, S) of a network, and the seeded generator of the study's own.
 
 R[i, j] is the order of metabolite i as a reactant of reaction j, P[i, j] its product coefficient, S = P - R.
-Every column of S sums to zero (mass is conserved by the reactions), every reaction has a substrate, every
-metabolite takes part in some reaction, and no two reactions share a reactant set (their rate terms would be
-identical and only the sum of their rate constants could be recovered).
+A ``Stoichiometry`` is what any network has (a generated one, or one imported from SBML, COBRA or a table:
+``metabolism.importers``); a ``Network`` adds the true kinetics (rate constants, homeostasis) of a system
+whose ground truth is known. Generated networks satisfy stricter invariants than real ones: every column of
+S sums to zero (mass is conserved) and no two reactions share a reactant set. Real stoichiometries need
+neither (``A + B -> C`` does not conserve molecule counts; two reactions with the same reactants and
+different products are separately identifiable).
 """
 from __future__ import annotations
 
@@ -18,17 +21,15 @@ class NetworkError(ValueError):
     """A stoichiometry that violates the network's invariants."""
 
 
-@dataclass(frozen=True)
-class Network:
-    """The true system: stoichiometry, kinetics and homeostasis."""
+@dataclass(frozen=True, kw_only=True)
+class Stoichiometry:
+    """Reactant orders R and product coefficients P (n metabolites x m reactions), with optional ids."""
 
     R: np.ndarray  # (n, m) reactant orders
     P: np.ndarray  # (n, m) product coefficients
-    k: np.ndarray  # (m,) rate constants
-    types: np.ndarray  # (n,) metabolite type
-    lam: np.ndarray  # (n,) homeostasis rate
-    baseline: np.ndarray  # (n,) homeostatic set point
     aggregation: str = "multiplicative"
+    metabolite_ids: tuple[str, ...] = ()
+    reaction_ids: tuple[str, ...] = ()
 
     @property
     def S(self) -> np.ndarray:
@@ -42,6 +43,16 @@ class Network:
     def n_reactions(self) -> int:
         return self.R.shape[1]
 
+    @property
+    def metabolites(self) -> tuple[str, ...]:
+        """Metabolite ids (``m0``, ``m1``, ... when none were given)."""
+        return self.metabolite_ids or tuple(f"m{i}" for i in range(self.n_metabolites))
+
+    @property
+    def reactions(self) -> tuple[str, ...]:
+        """Reaction ids (``r0``, ``r1``, ... when none were given)."""
+        return self.reaction_ids or tuple(f"r{j}" for j in range(self.n_reactions))
+
     def substrate_edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(metabolite, reaction, order) for every substrate edge, sorted by reaction."""
         rxn, met = np.nonzero(self.R.T)
@@ -52,33 +63,59 @@ class Network:
         met, rxn = np.nonzero(self.S)
         return rxn, met, self.S[met, rxn]
 
-    def validate(self) -> None:
-        """Raise NetworkError naming the first violated invariant."""
+    def validate_structure(self) -> None:
+        """The invariants of every usable network: shapes, signs, ids, a substrate per reaction, no idle
+        metabolite. Raises NetworkError naming the first violation."""
         n, m = self.R.shape
         if self.P.shape != (n, m):
             raise NetworkError(f"P has shape {self.P.shape}, R has {self.R.shape}")
         if (self.R < 0).any() or (self.P < 0).any():
             raise NetworkError("R and P must be non-negative")
+        if not (np.isfinite(self.R).all() and np.isfinite(self.P).all()):
+            raise NetworkError("R and P must be finite")
+        for name, ids, size in (("metabolite_ids", self.metabolite_ids, n), ("reaction_ids", self.reaction_ids, m)):
+            if ids and len(ids) != size:
+                raise NetworkError(f"{name} has {len(ids)} entries for {size} {name.split('_')[0]}s")
+            if ids and len(set(ids)) != len(ids):
+                dup = next(i for i in ids if list(ids).count(i) > 1)
+                raise NetworkError(f"{name}: {dup!r} appears more than once")
         empty = np.flatnonzero(self.R.sum(0) == 0)
         if empty.size:
-            raise NetworkError(f"reaction {int(empty[0])} has no substrate")
-        if not np.allclose(self.S.sum(0), 0):
-            bad = int(np.flatnonzero(~np.isclose(self.S.sum(0), 0))[0])
-            raise NetworkError(f"column {bad} of S does not sum to zero")
+            raise NetworkError(f"reaction {self.reactions[int(empty[0])]} has no substrate")
         isolated = np.flatnonzero((self.R + self.P).sum(1) == 0)
         if isolated.size:
-            raise NetworkError(f"metabolite {int(isolated[0])} takes part in no reaction")
-        keys = [tuple(self.R[:, j]) for j in range(m)]
-        if len(set(keys)) != m:
-            seen: dict = {}
-            for j, key in enumerate(keys):
-                if key in seen:
-                    raise NetworkError(f"reactions {seen[key]} and {j} share the same reactant set")
-                seen[key] = j
-        if self.k.shape != (m,) or (self.k <= 0).any():
-            raise NetworkError("k must hold one positive rate constant per reaction")
+            raise NetworkError(f"metabolite {self.metabolites[int(isolated[0])]} takes part in no reaction")
         if self.aggregation not in ("multiplicative", "additive"):
             raise NetworkError(f"unknown aggregation {self.aggregation!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Network(Stoichiometry):
+    """The true system: stoichiometry, kinetics and homeostasis."""
+
+    k: np.ndarray  # (m,) rate constants
+    types: np.ndarray  # (n,) metabolite type
+    lam: np.ndarray  # (n,) homeostasis rate
+    baseline: np.ndarray  # (n,) homeostatic set point
+
+    def validate(self, generated: bool = True) -> None:
+        """Raise NetworkError naming the first violated invariant; ``generated`` adds the generator's own
+        (mass conservation, distinct reactant sets), which imported networks need not meet."""
+        self.validate_structure()
+        m = self.n_reactions
+        if generated:
+            if not np.allclose(self.S.sum(0), 0):
+                bad = int(np.flatnonzero(~np.isclose(self.S.sum(0), 0))[0])
+                raise NetworkError(f"column {bad} of S does not sum to zero")
+            keys = [tuple(self.R[:, j]) for j in range(m)]
+            if len(set(keys)) != m:
+                seen: dict = {}
+                for j, key in enumerate(keys):
+                    if key in seen:
+                        raise NetworkError(f"reactions {seen[key]} and {j} share the same reactant set")
+                    seen[key] = j
+        if self.k.shape != (m,) or (self.k <= 0).any():
+            raise NetworkError("k must hold one positive rate constant per reaction")
 
 
 def _cycle_reactions(rng: np.random.Generator, n: int, count: int, length: int, queue: list[int],

@@ -48,8 +48,9 @@ def load_system(out: Path) -> tuple[Network, dict]:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run the simulate phase first")
     z = dict(np.load(path))
+    ids = {key: tuple(str(i) for i in z[key]) for key in ("metabolite_ids", "reaction_ids") if key in z}
     net = Network(R=z["R"], P=z["P"], k=z["k"], types=z["types"], lam=z["lambda"], baseline=z["baseline"],
-                  aggregation=str(z["aggregation"]))
+                  aggregation=str(z["aggregation"]), **ids)
     return net, z
 
 
@@ -111,10 +112,7 @@ def load_trained(cfg: RunConfig, out: Path) -> tuple[MetabolismGNN, Network, dic
         raise FileNotFoundError(f"{path} not found: run the train phase first")
     model = build_model(cfg, net, z["c"])
     state = torch.load(path, map_location=resolve_device(cfg.device), weights_only=False)
-    model.load_state_dict(state["model"])
-    learned = np.load(out / LEARNED)
-    with torch.no_grad():
-        model.log_k.copy_(torch.as_tensor(np.log(learned["k"]), dtype=model.log_k.dtype))
+    model.load_state_dict(state["model"])  # the final state: training saves it after the last k solve
     return model.eval(), net, z
 
 

@@ -26,8 +26,9 @@ class TrueRHS(torch.nn.Module):
     def __init__(self, net: Network, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"):
         super().__init__()
         n, m = net.R.shape
-        sub_pad = np.full((m, 3), n)  # index n is a padding metabolite
-        ord_pad = np.zeros((m, 3))
+        width = max(int((net.R > 0).sum(0).max()), 1)  # the most substrates of any reaction
+        sub_pad = np.full((m, width), n)  # index n is a padding metabolite
+        ord_pad = np.zeros((m, width))
         for j in range(m):
             idx = np.flatnonzero(net.R[:, j])
             sub_pad[j, : idx.size] = idx
@@ -45,7 +46,7 @@ class TrueRHS(torch.nn.Module):
         """Reaction rates v, shape (B, m)."""
         pad_value = 1.0 if self.multiplicative else 0.0
         c_ext = torch.cat([c, torch.full_like(c[:, :1], pad_value)], dim=1)
-        terms = c_ext[:, self.sub_pad] ** self.ord_pad  # (B, m, 3); padding: 1**0 = 1 or 0**0 = 1
+        terms = c_ext[:, self.sub_pad] ** self.ord_pad  # (B, m, width); padding: 1**0 = 1 or 0**0 = 1
         if self.multiplicative:
             return self.k * terms.prod(-1)
         return self.k * (terms * (self.ord_pad > 0)).sum(-1)

@@ -1,4 +1,9 @@
-"""Fitting the GNN to dc/dt: variable projection for k, Adam for the functions, checkpoints and resume.
+"""Fitting the GNN: variable projection for k, Adam for the functions, checkpoints and resume.
+
+The data are rows of equations, each linear in k for given functions: frames with their dc/dt
+(``TrainingData``, the simulator's exact derivative) or windows of the integral objective
+(``windows.WindowData``, from measured concentrations only; ``metabolism.weakform``). Both give, for a batch of rows,
+the rate terms phi, the node term and the target, and training never needs to know which it has.
 
 Given the substrate function, dc/dt is linear in k. So instead of descending on log k (badly conditioned:
 the rate constants span decades and interact through shared metabolites), k is set every few steps to
@@ -18,13 +23,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import RunConfig, TrainingConfig
-from common.io import atomic_path
+from common.io import CheckpointMismatch, save_torch
 from .model import MetabolismGNN
 from .simulate import _step
 
+Terms = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""(phi, node, target) of a batch of rows: rate terms (B, m), node term (B, n), target (B, n)."""
 
-class CheckpointMismatch(RuntimeError):
-    """A checkpoint made with a different configuration than the one asked for."""
+
 
 
 @dataclass
@@ -46,6 +52,22 @@ class TrainingData:
                    dcdt=torch.as_tensor(d3, dtype=dtype, device=device).reshape(-1, t.shape[-1]),
                    traj=t, dt=dt)
 
+    @property
+    def n_rows(self) -> int:
+        return self.c.shape[0]
+
+    @property
+    def target(self) -> torch.Tensor:
+        return self.dcdt
+
+    @property
+    def device(self) -> torch.device:
+        return self.c.device
+
+    def terms(self, model: MetabolismGNN, rows: torch.Tensor) -> Terms:
+        c = self.c[rows]
+        return model.phi(c), model.node_term(c), self.dcdt[rows]
+
 
 def stoichiometry_matrix(model: MetabolismGNN, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Dense S (n, m) from the model's reaction -> metabolite edges."""
@@ -66,36 +88,44 @@ def _solve(G: torch.Tensor, b: torch.Tensor, ridge: float, k0: torch.Tensor | fl
     return torch.linalg.solve(G + mu * eye, b + mu * k0)
 
 
-def solve_rate_constants(model: MetabolismGNN, data: TrainingData, n_frames: int | None = None,
+def rate_constant_system(model: MetabolismGNN, data, rows: torch.Tensor | None = None,
+                         chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normal equations G, b of k for the current functions on ``rows`` (all if None), in float64."""
+    idx = torch.arange(data.n_rows, device=data.device) if rows is None else rows
+    S = stoichiometry_matrix(model)
+    G = torch.zeros(model.m, model.m, dtype=torch.float64, device=data.device)
+    b = torch.zeros(model.m, dtype=torch.float64, device=data.device)
+    with torch.no_grad():
+        for part in idx.split(chunk):
+            phi, node, target = data.terms(model, part)
+            dG, db = normal_equations(phi.double(), (target - node).double(), S)
+            G += dG
+            b += db
+    return G, b
+
+
+def solve_rate_constants(model: MetabolismGNN, data, n_frames: int | None = None,
                          floor: float = 1e-6, ridge: float = 1e-10) -> torch.Tensor:
-    """Least-squares k for the current functions on `n_frames` evenly spaced frames (all if None), in float64.
+    """Least-squares k for the current functions on `n_frames` evenly spaced rows (all if None), in float64.
 
     Clipped below at `floor` (rates are positive). Returns k; does not modify the model.
     """
-    n_all = data.c.shape[0]
-    idx = torch.linspace(0, n_all - 1, min(n_frames or n_all, n_all), device=data.c.device).long()
-    S = stoichiometry_matrix(model)
-    G = torch.zeros(model.m, model.m, dtype=torch.float64, device=data.c.device)
-    b = torch.zeros(model.m, dtype=torch.float64, device=data.c.device)
+    n_all = data.n_rows
+    idx = torch.linspace(0, n_all - 1, min(n_frames or n_all, n_all), device=data.device).long()
+    G, b = rate_constant_system(model, data, idx)
     with torch.no_grad():
-        for chunk in idx.split(256):
-            c = data.c[chunk]
-            dG, db = normal_equations(model.phi(c).double(), (data.dcdt[chunk] - model.node_term(c)).double(), S)
-            G += dG
-            b += db
         k = _solve(G, b, ridge)
-    return k.clamp_min(floor).to(data.c.dtype)
+    return k.clamp_min(floor).to(data.target.dtype)
 
 
-def varpro_prediction(model: MetabolismGNN, c: torch.Tensor, dcdt: torch.Tensor, S: torch.Tensor,
-                      ridge: float, k0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """dc/dt with k at its (Tikhonov-regularised) least-squares optimum on this batch, and that k.
+def varpro_prediction(terms: Terms, S: torch.Tensor, ridge: float, k0: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows' prediction with k at its (Tikhonov-regularised) least-squares optimum on this batch, and k.
 
     Differentiable through the solve, so the functions get the variable-projection gradient.
     """
-    phi = model.phi(c)
-    node = model.node_term(c)
-    G, b = normal_equations(phi, dcdt - node, S)
+    phi, node, target = terms
+    G, b = normal_equations(phi, target - node, S)
     k = _solve(G, b, ridge, k0)
     return node + (k * phi) @ S.T, k
 
@@ -141,15 +171,18 @@ def _function_params(model: MetabolismGNN, cfg: TrainingConfig) -> list[torch.nn
     return [p for name, p in model.named_parameters() if not (name == "log_k" and cfg.k_solver == "varpro")]
 
 
-def _batch_loss(model: MetabolismGNN, c: torch.Tensor, dcdt: torch.Tensor, S: torch.Tensor, var: torch.Tensor,
+def _batch_loss(model: MetabolismGNN, data, rows: torch.Tensor, S: torch.Tensor, var: torch.Tensor,
                 cfg: TrainingConfig, ridge: float, k_step: float) -> torch.Tensor:
-    """Normalised dc/dt error on a batch; in varpro mode also moves log k towards the batch optimum."""
+    """Normalised error of a batch of rows; in varpro mode also moves log k towards the batch optimum."""
+    terms = data.terms(model, rows)
+    target = terms[2]
     if cfg.k_solver != "varpro":
-        return ((model(c) - dcdt) ** 2).mean() / var
-    pred, k = varpro_prediction(model, c, dcdt, S, ridge, model.k.detach())
+        phi, node, _ = terms
+        return ((node + (model.k * phi) @ S.T - target) ** 2).mean() / var
+    pred, k = varpro_prediction(terms, S, ridge, model.k.detach())
     with torch.no_grad():
         model.log_k.lerp_(k.clamp_min(cfg.k_floor).log(), k_step)
-    return ((pred - dcdt) ** 2).mean() / var
+    return ((pred - target) ** 2).mean() / var
 
 
 def train(
@@ -159,25 +192,41 @@ def train(
     checkpoint: Path | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Train in place; resume from `checkpoint` when it exists. Returns the loss log, whose rows carry the
-    cumulative training wall time over all sessions (`seconds`).
+    """Train a simulated run's model in place (``fit_model`` with the run's training settings and digest)."""
+    return fit_model(model, data, cfg.training, cfg.seed, checkpoint_digest(cfg), checkpoint, progress)
 
-    Two phases: `steps` of Adam on random batches of frames (cosine learning rate), then `lbfgs_steps` of
-    L-BFGS on a fixed set of `lbfgs_frames` evenly spaced frames, which polishes the functions to the
-    precision the rate constants need. A final least-squares solve on all frames sets log k.
+
+def fit_model(
+    model: MetabolismGNN,
+    data,
+    tc: TrainingConfig,
+    seed: int,
+    digest: str,
+    checkpoint: Path | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Train in place on ``data`` (``TrainingData`` or ``windows.WindowData``: anything with ``n_rows``,
+    ``target``, ``device`` and ``terms(model, rows)``); resume from `checkpoint` when it exists (it must carry
+    `digest`). Returns the loss
+    log, whose rows carry the cumulative training wall time over all sessions (`seconds`).
+
+    Two phases: `steps` of Adam on random batches of rows (cosine learning rate), then `lbfgs_steps` of
+    L-BFGS on a fixed set of `lbfgs_frames` evenly spaced rows, which polishes the functions to the
+    precision the rate constants need. A final least-squares solve on all rows sets log k, and the
+    checkpoint then holds that final state.
     """
-    tc = cfg.training
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    if tc.rollout_steps > 0 and not isinstance(data, TrainingData):
+        raise ValueError("training.rollout_steps needs frames with dc/dt (a simulated run), not windows")
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
     params = _function_params(model, tc)
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tc))
     lbfgs = torch.optim.LBFGS(params, lr=1.0, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
     start, log, seconds_before = 0, [], 0.0
     t_start = time.perf_counter()
-    digest = checkpoint_digest(cfg)
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=data.c.device, weights_only=False)
+        state = torch.load(checkpoint, map_location=data.device, weights_only=False)
         if state["digest"] != digest:
             raise CheckpointMismatch(
                 f"checkpoint {checkpoint} was made with another configuration (digest {state['digest']}, "
@@ -199,18 +248,21 @@ def train(
                                "torch_rng": torch.get_rng_state(), "log": log, "digest": digest,
                                "seconds": seconds_before + time.perf_counter() - t_start})
 
-    var = data.dcdt.var()
-    n_frames = data.c.shape[0]
-    S = stoichiometry_matrix(model, data.c.dtype)
+    var = data.target.var()
+    n_frames = data.n_rows
+    S = stoichiometry_matrix(model, data.target.dtype)
     total_steps = tc.steps + tc.lbfgs_steps
     bar = tqdm(range(start, total_steps), initial=start, total=total_steps, disable=not progress, desc="train",
                mininterval=1.0)
-    fixed = torch.linspace(0, n_frames - 1, min(tc.lbfgs_frames, n_frames), device=data.c.device).long()
+    fixed = torch.linspace(0, n_frames - 1, min(tc.lbfgs_frames, n_frames), device=data.device).long()
     for step in bar:
         model.node_enabled = step >= tc.node_warmup_fraction * tc.steps
         if step < tc.steps:
-            idx = torch.randint(0, n_frames, (tc.batch_frames,), generator=gen).to(data.c.device)
-            loss = _batch_loss(model, data.c[idx], data.dcdt[idx], S, var, tc, ridge_schedule(tc, step), tc.k_average)
+            if n_frames <= tc.batch_frames:  # few rows (windows): every step sees all of them
+                idx = torch.arange(n_frames, device=data.device)
+            else:
+                idx = torch.randint(0, n_frames, (tc.batch_frames,), generator=gen).to(data.device)
+            loss = _batch_loss(model, data, idx, S, var, tc, ridge_schedule(tc, step), tc.k_average)
             if tc.rollout_steps > 0:
                 loss = loss + tc.rollout_weight * _rollout_loss(model, data, tc.rollout_steps, 8, gen)
             opt.zero_grad(set_to_none=True)
@@ -222,7 +274,7 @@ def train(
         else:
             def closure() -> torch.Tensor:
                 lbfgs.zero_grad(set_to_none=True)
-                value = _batch_loss(model, data.c[fixed], data.dcdt[fixed], S, var, tc, tc.ridge_end, 1.0)
+                value = _batch_loss(model, data, fixed, S, var, tc, tc.ridge_end, 1.0)
                 value.backward()
                 return value
 
@@ -239,9 +291,31 @@ def train(
     if tc.k_solver == "varpro":
         with torch.no_grad():
             model.log_k.copy_(solve_rate_constants(model, data, floor=tc.k_floor, ridge=tc.ridge_end).log())
+        save(total_steps)
     return log
 
 
 def _save(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(state, path)
+
+
+def polish(model: MetabolismGNN, data, tc: TrainingConfig, steps: int) -> None:
+    """``steps`` full-batch L-BFGS iterations from the model's current state, then the final k solve: the
+    last phase of training alone, e.g. to re-fit a trained model to a bootstrap replicate of its data."""
+    params = _function_params(model, tc)
+    lbfgs = torch.optim.LBFGS(params, lr=1.0, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
+    var = data.target.var()
+    S = stoichiometry_matrix(model, data.target.dtype)
+    rows = torch.linspace(0, data.n_rows - 1, min(tc.lbfgs_frames, data.n_rows), device=data.device).long()
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad(set_to_none=True)
+        value = _batch_loss(model, data, rows, S, var, tc, tc.ridge_end, 1.0)
+        value.backward()
+        return value
+
+    for _ in range(steps):
+        lbfgs.step(closure)
+    if tc.k_solver == "varpro":
+        with torch.no_grad():
+            model.log_k.copy_(solve_rate_constants(model, data, floor=tc.k_floor, ridge=tc.ridge_end).log())

@@ -5,25 +5,17 @@ an error that names the field; ``--set section.key=value`` overrides are applied
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, SerializerFunctionWrapHandler, ValidationError,
-                      model_serializer, model_validator)
+from pydantic import Field, PositiveInt, SerializerFunctionWrapHandler, model_serializer, model_validator
 
+from common.config import ConfigError, Section as _Section, apply_overrides, validated
 from .features import DEFAULT_ATOM_FEATURES, AtomFeatureSpec
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the offending field."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+__all__ = ["ConfigError", "apply_overrides"]
 
 
 class DataConfig(_Section):
@@ -196,12 +188,6 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
 
-    def digest(self, *sections: str) -> str:
-        data = self.model_dump(mode="json")
-        if sections:
-            data = {k: data[k] for k in sections}
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
 
 # Keys that may differ between a checkpoint and the config that resumes it (they do not change what has
 # been trained so far): everything else must match.
@@ -213,38 +199,8 @@ def config_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("molgen.configs").iterdir() if p.name.endswith(".yaml"))
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"  {loc}: {msg}")
-    return f"invalid config {source}:\n" + "\n".join(lines)
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply ``section.key=value`` strings (values parsed as YAML) to a config dict."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form section.key=value")
-        path, value = item.split("=", 1)
-        keys = path.strip().split(".")
-        node = data
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {key} is not a section")
-        node[keys[-1]] = yaml.safe_load(value)
-    return data
-
-
 def validate(data: dict, source: str = "") -> RunConfig:
-    if not isinstance(data, dict):
-        raise ConfigError(f"invalid config {source}: expected a mapping, got {type(data).__name__}")
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
+    return validated(RunConfig, data, source)
 
 
 def read_config_dict(name_or_path: str | Path) -> tuple[dict, str]:

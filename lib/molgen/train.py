@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from common.io import save_torch, write_text
+from common.io import CheckpointMismatch, save_torch, write_text
 from common.provenance import device_name, git_commit
 
 from .config import RunConfig, config_differences, dump_config
@@ -42,8 +42,6 @@ SESSIONS = "sessions.jsonl"
 FORMAT_VERSION = 1
 
 
-class CheckpointMismatch(RuntimeError):
-    """A checkpoint that was made with a different configuration than the one asked for."""
 
 
 # ----------------------------------------------------------------------------------------- building blocks

@@ -59,3 +59,22 @@ def test_model_is_batch_consistent():
     c = torch.rand(5, 10, dtype=torch.float64) * 5
     full = model(c)
     np.testing.assert_allclose(full[2:3].detach().numpy(), model(c[2:3]).detach().numpy(), rtol=1e-12)
+
+
+def test_learned_substrate_function_evaluates_several_orders_at_once():
+    """Regression: a network whose reactants have orders 1 and 2 crashed in MLP_sub (expand_as)."""
+    net = generate_network(NetworkConfig(n_metabolites=12, n_reactions=20, cycle_fraction=0.0, orders=[1, 2]), 3)
+    assert set(np.unique(net.R[net.R > 0])) == {1.0, 2.0}
+    model = MetabolismGNN(net, ModelConfig()).double()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.f_sub.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    c = torch.rand(4, 12, dtype=torch.float64) * 5 + 0.1
+    both = model.f_sub(c.unsqueeze(-1), model.orders)
+    assert both.shape == (4, 12, 2)
+    for o, s in enumerate(model.orders):
+        np.testing.assert_allclose(both[..., o].detach().numpy(), model.f_sub(c, s).detach().numpy(), rtol=1e-12)
+    dcdt = model(c)
+    assert dcdt.shape == (4, 12) and torch.isfinite(dcdt).all()
+    dcdt.sum().backward()

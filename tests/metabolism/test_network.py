@@ -5,7 +5,7 @@ from metabolism.config import NetworkConfig, load_config
 from metabolism.network import Network, NetworkError, generate_network
 
 
-@pytest.mark.parametrize("regime", ["oscillatory", "homeostatic", "pure"])
+@pytest.mark.parametrize("regime", ["oscillatory", "homeostatic", "pure", "mixed_orders"])
 def test_invariants_of_shipped_regimes(regime):
     cfg = load_config(regime=regime)
     net = generate_network(cfg.network, seed=7)
@@ -40,10 +40,26 @@ def test_validate_names_a_reaction_without_substrate():
     R = net.R.copy()
     R[:, 4] = 0
     broken = Network(R=R, P=net.P, k=net.k, types=net.types, lam=net.lam, baseline=net.baseline)
-    with pytest.raises(NetworkError, match="reaction 4 has no substrate"):
+    with pytest.raises(NetworkError, match="reaction r4 has no substrate"):
         broken.validate()
 
 
 def test_too_few_reactions_is_a_clear_error():
     with pytest.raises(NetworkError, match="cannot involve all"):
         generate_network(NetworkConfig(n_metabolites=50, n_reactions=10), seed=0)
+
+
+def test_mixed_orders_regime_has_reactants_of_both_orders():
+    cfg = load_config(regime="mixed_orders")
+    net = generate_network(cfg.network, seed=7)
+    orders = set(np.unique(net.R[net.R > 0]))
+    assert orders == {1.0, 2.0}
+
+
+def test_imported_networks_need_not_conserve_mass_or_have_distinct_reactant_sets():
+    R = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], float)
+    P = np.array([[0, 0, 1], [0, 0, 0], [1, 2, 0]], float)  # A + B -> C, A + B -> 2 C, C -> A
+    net = Network(R=R, P=P, k=np.ones(3), types=np.zeros(3, int), lam=np.zeros(3), baseline=np.zeros(3))
+    net.validate(generated=False)
+    with pytest.raises(NetworkError, match="does not sum to zero"):
+        net.validate()

@@ -1,0 +1,198 @@
+"""Rate constants from concentrations alone: the estimators side by side on the same data.
+
+Networks: E. coli core (cobra's ``textbook``, converted by ``metabolism.importers``) and the ``oscillatory``
+regime on held-out seeds (901-903: no run of the study used them). Kinetics drawn as in the regimes,
+trajectories integrated by scipy's LSODA (not the study's own integrator), sampled every 0.1 or 1.0 time
+units, relative Gaussian noise 0, 1, 5 or 10%. Design: E. coli core 4 experiments of 50 time units;
+oscillatory the regime's own single trajectory of 288 time units. Estimators on each data set:
+
+    gnn           the form-free GNN on the integral objective (``metabolism.fit``, defaults)
+    mass-action   least squares that knows the mass-action form, same integral objective (the oracle)
+    fd-ls         the mass-action least squares on central-difference derivatives of the samples
+    spline-ls     the same on derivatives of the smoothing splines
+    pypesto       pyPESTO + AMICI trajectory fitting (``benchmarks/peers``), on a subset (it costs minutes)
+    sindy         weak-form SINDy (``benchmarks/peers``), on the same subset
+
+Scores: R^2 of log10 k against y = x over the reactions each estimator's intervals call determined (and
+over all), outliers (|delta log10 k| > 0.3) among them, the flagged count, interval coverage of the true k
+(determined reactions), median |delta log10 k|, wall time. Rows are appended to the JSON as they finish,
+so the benchmark resumes; ``--only`` restricts the estimators, ``--networks``/``--seeds`` the grid.
+
+    python benchmarks/metabolism_measurements.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lib"))
+
+from common.io import write_json, write_text  # noqa: E402
+from common.provenance import device_name, git_commit  # noqa: E402
+from metabolism import massaction as ma  # noqa: E402
+from metabolism import weakform as wfm  # noqa: E402
+from metabolism.config import load_config, load_fit_config  # noqa: E402
+from metabolism.evaluate import r2_identity  # noqa: E402
+from metabolism.fit import K_FLOOR, fit_data  # noqa: E402
+from metabolism.importers import load_network  # noqa: E402
+from metabolism.network import generate_network  # noqa: E402
+from metabolism.sbml import sid, write_sbml  # noqa: E402
+from metabolism.synthetic import draw_kinetics, make_problem  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "results" / "metabolism_measurements.json"
+PEERS_PY = Path(os.environ.get("PEERS_PYTHON", "/work/peers-venv/bin/python"))
+DESIGN = {"ecoli_core": {"n_experiments": 4, "t_end": 50.0}, "oscillatory": {"n_experiments": 1, "t_end": 288.0}}
+SEEDS = (901, 902, 903)
+DTS = (0.1, 1.0)
+NOISES = (0.0, 0.01, 0.05, 0.10)
+PEER_SUBSET = {"network": "ecoli_core", "dt": 0.1, "noise": (0.01, 0.05), "seed": 901}
+
+
+def network(name: str, seed: int):
+    if name == "ecoli_core":
+        stoich, _ = load_network("cobra:textbook")
+        return draw_kinetics(stoich, seed)
+    cfg = load_config(regime=name, seed=seed)
+    return generate_network(cfg.network, seed)
+
+
+def score(k_true: np.ndarray, k: np.ndarray, flagged: np.ndarray, lo: np.ndarray | None = None,
+          hi: np.ndarray | None = None, threshold: float = 0.3) -> dict:
+    lt, ll = np.log10(k_true), np.log10(np.maximum(k, K_FLOOR))
+    det = ~flagged
+    err = np.abs(ll - lt)
+    out = {"r2_all": r2_identity(lt, ll), "r2_determined": r2_identity(lt[det], ll[det]) if det.sum() > 2 else None,
+           "n_reactions": int(lt.size), "flagged": int(flagged.sum()),
+           "outliers_determined": int((err[det] > threshold).sum()), "outliers_all": int((err > threshold).sum()),
+           "median_abs_error": float(np.median(err))}
+    if lo is not None:
+        inside = (k_true >= lo) & (k_true <= hi)
+        out["coverage_determined"] = float(inside[det].mean()) if det.any() else None
+        out["coverage_all"] = float(inside.mean())
+    return out
+
+
+def derivative_peer(stoich, data, kind: str) -> dict:
+    t0 = time.perf_counter()
+    c, d = wfm.finite_differences(data) if kind == "fd-ls" else wfm.spline_derivatives(data)
+    fit = ma.fit_linear(stoich, ma.derivative_design(stoich, c, d))
+    I = fit.intervals
+    return {"k": fit.k, "flagged": I.flagged | (fit.k <= 0), "lo": I.lo, "hi": I.hi,
+            "seconds": time.perf_counter() - t0}
+
+
+def ours(stoich, data, estimator: str, workdir: Path) -> dict:
+    t0 = time.perf_counter()
+    res = fit_data(stoich, data, load_fit_config(overrides=[f"estimator={estimator}"]), out=workdir, progress=False)
+    I = res.intervals
+    return {"k": res.k, "flagged": I.flagged, "lo": I.lo, "hi": I.hi, "seconds": time.perf_counter() - t0,
+            "training_seconds": res.report["training"]["seconds"], "window": res.report["objective"]["window"]}
+
+
+def write_problem(directory: Path, net, data, noise: float) -> list[str]:
+    """The peers' problem directory (``benchmarks/peers/README.md``) for ``net`` and ``data``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_sbml(net, directory / "model.xml")
+    frame = data.to_frame()
+    frame["metabolite"] = frame["metabolite"].map({m: sid(m) for m in net.metabolites})
+    write_text(directory / "measurements.csv", frame.to_csv(index=False, float_format="%.12g"))
+    params = [f"k_{sid(r)}" for r in net.reactions]
+    write_json(directory / "problem.json", {"noise_rel": noise, "estimate": params, "bounds_log10": [-5, 2]})
+    return params
+
+
+def peer(kind: str, net, data, noise: float, workdir: Path, starts: int = 10) -> dict:
+    params = write_problem(workdir, net, data, noise)
+    script = ROOT / "benchmarks" / "peers" / ("pypesto_amici.py" if kind == "pypesto" else "sindy_weak.py")
+    result = workdir / f"{kind}.json"
+    cmd = [str(PEERS_PY), str(script), str(workdir), "--out", str(result)]
+    if kind == "pypesto":
+        cmd += ["--starts", str(starts), "--seed", "0"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} failed: {proc.stderr[-2000:]}")
+    got = json.loads(result.read_text())
+    k = np.array([got["k"][p] for p in params])
+    return {"k": k, "flagged": np.zeros(k.size, bool), "lo": None, "hi": None,
+            "seconds": time.perf_counter() - t0, "peer_wall_s": got.get("wall_s"),
+            "starts": got.get("starts"), "converged_starts": got.get("converged_starts")}
+
+
+def conditions(networks, seeds, estimators) -> list[dict]:
+    out = []
+    for seed in seeds:  # seed-major: a partial run covers every condition once
+        for name in networks:
+            for dt in DTS:
+                for noise in NOISES:
+                    for est in estimators:
+                        if est in ("pypesto", "sindy") and not (
+                                name == PEER_SUBSET["network"] and dt == PEER_SUBSET["dt"]
+                                and noise in PEER_SUBSET["noise"] and seed == PEER_SUBSET["seed"]):
+                            continue
+                        out.append({"network": name, "seed": seed, "dt": dt, "noise": noise, "estimator": est})
+    return out
+
+
+def key(row: dict) -> tuple:
+    return row["network"], row["seed"], row["dt"], row["noise"], row["estimator"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--networks", nargs="+", default=list(DESIGN))
+    p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    p.add_argument("--only", nargs="+", default=["mass-action", "fd-ls", "spline-ls", "gnn", "pypesto", "sindy"])
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "metabolism_measurements")
+    args = p.parse_args(argv)
+    existing = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
+    done = {key(r) for r in existing["rows"]}
+    rows = existing["rows"]
+    cache: dict = {}
+    for cond in conditions(args.networks, args.seeds, args.only):
+        if key(cond) in done:
+            continue
+        ck = (cond["network"], cond["seed"], cond["dt"], cond["noise"])
+        if ck not in cache:
+            cache.clear()
+            net = network(cond["network"], cond["seed"])
+            d = DESIGN[cond["network"]]
+            cache[ck] = (net, make_problem(net, d["n_experiments"], d["t_end"], cond["dt"], cond["noise"],
+                                           seed=cond["seed"]))
+        net, pb = cache[ck]
+        est = cond["estimator"]
+        work = args.work / "-".join(str(v) for v in key(cond))
+        try:
+            if est in ("fd-ls", "spline-ls"):
+                got = derivative_peer(net, pb.data, est)
+            elif est in ("pypesto", "sindy"):
+                got = peer(est, net, pb.data, cond["noise"], work)
+            else:
+                got = ours(net, pb.data, est, work)
+            row = {**cond, **score(net.k, got["k"], got["flagged"], got["lo"], got["hi"]),
+                   **{k: v for k, v in got.items() if k not in ("k", "flagged", "lo", "hi")}}
+        except Exception as err:  # a failed estimator is a result too: recorded, not retried
+            row = {**cond, "error": f"{type(err).__name__}: {err}"[:2000]}
+        row.update({"n_metabolites": net.n_metabolites, "n_experiments": DESIGN[cond["network"]]["n_experiments"],
+                    "t_end": DESIGN[cond["network"]]["t_end"], "commit": git_commit(short=True)})
+        rows.append(row)
+        write_json(args.out, {"benchmark": "metabolism_measurements", "device": device_name("cpu"),
+                              "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0), "rows": rows})
+        r2 = row.get("r2_determined")
+        print(f"{cond['network']:12s} seed {cond['seed']} dt {cond['dt']:<4} noise {cond['noise']:<5} {est:12s} "
+              f"R2det {r2 if r2 is None else round(r2, 4)} flagged {row.get('flagged')} "
+              f"cov {row.get('coverage_determined')} {row.get('seconds', 0):.0f}s {row.get('error', '')}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

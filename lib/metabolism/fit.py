@@ -1,0 +1,334 @@
+"""Rate constants from a researcher's network and measured concentrations: ``fit`` (files in, a directory of
+results out) and ``fit_data`` (objects in, a ``FitResult`` out).
+
+The steps: import the network (``importers``: every conversion counted in the report), read and check the
+data (``measurements``), build the integral objective (``weakform``), then either train the form-free GNN on
+its windows (``windows.WindowData``, with the variable-projection k solve of training) or solve the least
+squares that assumes mass action (``massaction``), and finally bootstrap the data for intervals and the
+identifiability flags (``uncertainty``). The output directory holds
+
+    rate_constants.csv   k per reaction, keyed by the network's own ids, with its interval and flag
+    functions.npz        the learned substrate function per order and node term per metabolite (GNN)
+    report.json          the conversion, the data, the objective, training, timing, device, commit, config
+    rate_constants.png, functions.png
+
+A killed fit resumes: training from ``checkpoint.pt``, the bootstrap from ``bootstrap.npz``. Every file is
+written atomically.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from common.io import atomic_path, write_json, write_npz, write_text
+from common.provenance import device_name, git_commit
+from . import massaction as ma
+from . import uncertainty as unc
+from . import weakform as wfm
+from .config import FitConfig, load_fit_config
+from .importers import REVERSE_SUFFIX, ImportReport, load_network
+from .measurements import Experiment, Measurements, read_measurements, require_observed
+from .model import MetabolismGNN
+from .network import Stoichiometry
+from .train import _solve, fit_model, polish
+from .windows import Tables, WindowData
+
+K_FLOOR = 1e-12
+"""Estimates below this (the unconstrained least squares can go negative) are reported at it and flagged."""
+
+
+@dataclass
+class FitResult:
+    """k per reaction with its interval, the learned functions and the report."""
+
+    stoich: Stoichiometry
+    k: np.ndarray
+    intervals: unc.Intervals
+    report: dict
+    functions: dict = field(default_factory=dict)
+    model: MetabolismGNN | None = None
+
+    def table(self) -> list[dict]:
+        """One row per reaction: ids, direction, k, interval, evidence and the flag."""
+        rows = []
+        I = self.intervals
+        half = I.half_width_log10
+        for j, rid in enumerate(self.stoich.reactions):
+            base = rid[:-len(REVERSE_SUFFIX)] if rid.endswith(REVERSE_SUFFIX) else rid
+            rows.append({"reaction": rid, "source_reactions": base.replace(REVERSE_SUFFIX, ""),
+                         "direction": "reverse" if rid.endswith(REVERSE_SUFFIX) else "forward",
+                         "k": float(self.k[j]), "k_low": float(I.lo[j]), "k_high": float(I.hi[j]),
+                         "log10_k": float(np.log10(max(self.k[j], K_FLOOR))),
+                         "log10_half_width": float(half[j]), "vif": float(I.vif[j]),
+                         "determined": bool(not I.flagged[j])})
+        return rows
+
+
+def resolve_window(cfg: FitConfig, data: Measurements) -> int:
+    """The window in sample intervals: the configured one, or ``auto``: an eighth of the median experiment's
+    samples, within 8 to 64 (long windows average noise, and enough windows must remain)."""
+    if cfg.weakform.window != "auto":
+        return int(cfg.weakform.window)
+    samples = int(np.median([e.t.size for e in data.experiments]))
+    return int(np.clip(samples // 8, 8, 64))
+
+
+def _build(cfg: FitConfig, data: Measurements, window: int) -> wfm.WeakForm:
+    w = cfg.weakform
+    return wfm.build(data, window=window, stride=w.stride, nodes=w.nodes, smoothing=w.smoothing, log=w.log)
+
+
+def _device(name: str) -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                        ("cpu" if name == "auto" else name))
+
+
+def _data_digest(stoich: Stoichiometry, data: Measurements) -> str:
+    h = hashlib.sha256()
+    for a in (stoich.R, stoich.P):
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update("|".join(stoich.reactions).encode())
+    for e in data.experiments:
+        h.update(e.name.encode())
+        h.update(np.ascontiguousarray(e.t).tobytes())
+        h.update(np.ascontiguousarray(np.nan_to_num(e.c, nan=-1.0)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _solve_k(stoich: Stoichiometry, phi: np.ndarray, node: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
+    S = torch.as_tensor(stoich.S, dtype=torch.float64)
+    G = (torch.as_tensor(phi.T @ phi)) * (S.T @ S)
+    b = torch.as_tensor((phi * ((y - node) @ stoich.S)).sum(0))
+    return _solve(G, b, ridge).numpy()
+
+
+def _gnn_sandwich(stoich: Stoichiometry, phi: np.ndarray, node: np.ndarray, y: np.ndarray, k: np.ndarray,
+                  clusters: np.ndarray, level: float, threshold: float) -> unc.Intervals:
+    S = stoich.S
+    H = (phi.T @ phi) * (S.T @ S)
+    H_inv, vif = unc.scaled_inverse(H)
+    e = y - node - (phi * k) @ S.T
+    cov = unc.sandwich(H_inv, phi * (e @ S), clusters)
+    return unc.intervals(k, cov, vif, level, threshold)
+
+
+def _residual_pool(data: Measurements, trajectories: list, log: bool) -> np.ndarray:
+    """Centred residuals of the data about their smoothed trajectories (log scale when smoothing log c)."""
+    parts = []
+    for e, tr in zip(data.experiments, trajectories):
+        fitted = tr(e.t)
+        ok = np.isfinite(e.c) & (e.c > 0) & (fitted > 0)
+        r = (np.log(e.c[ok]) - np.log(fitted[ok])) if log else (e.c[ok] - fitted[ok])
+        parts.append(r)
+    pool = np.concatenate(parts)
+    return pool - pool.mean()
+
+
+def _replicate(data: Measurements, trajectories: list, pool: np.ndarray, log: bool, seed: int) -> Measurements:
+    """Data resampled about the smoothed trajectories: the residual bootstrap."""
+    rng = np.random.default_rng(seed)
+    exps = []
+    for e, tr in zip(data.experiments, trajectories):
+        fitted = tr(e.t)
+        draw = rng.choice(pool, size=fitted.shape)
+        c = fitted * np.exp(draw) if log else np.maximum(fitted + draw, 0.0)
+        exps.append(Experiment(e.name, e.t, np.where(np.isfinite(e.c), c, np.nan)))
+    return Measurements(data.metabolite_ids, tuple(exps), data.unit, data.source)
+
+
+def bootstrap(estimate, data: Measurements, cfg: FitConfig, window: int, path: Path | None = None,
+              progress: bool = True, digest: str = "") -> np.ndarray:
+    """log k of ``cfg.uncertainty.bootstrap`` residual-bootstrap replicates (B, m), resuming from ``path``
+    when it was made with the same ``digest`` (the fit's).
+
+    ``estimate(weakform) -> k`` re-fits the rate constants on a replicate's objective (for the GNN from its
+    trained state: ``uncertainty.refit_steps``)."""
+    B = cfg.uncertainty.bootstrap
+    done: list = []
+    if path is not None and path.exists():
+        saved = np.load(path)
+        if "digest" in saved and str(saved["digest"]) == digest:
+            done = list(saved["log_k"])
+    trajectories = wfm.smooth(data, cfg.weakform.smoothing, cfg.weakform.log)
+    pool = _residual_pool(data, trajectories, cfg.weakform.log)
+    for b in tqdm(range(len(done), B), initial=len(done), total=B, disable=not progress, desc="bootstrap"):
+        replicate = _replicate(data, trajectories, pool, cfg.weakform.log, seed=cfg.seed * 100_003 + b)
+        k = estimate(_build(cfg, replicate, window))
+        done.append(np.log(np.maximum(k, K_FLOOR)))
+        if path is not None:
+            write_npz(path, log_k=np.asarray(done), digest=digest)
+    return np.asarray(done).reshape(len(done), -1)
+
+
+def bootstrap_intervals(k: np.ndarray, log_k_boot: np.ndarray, vif: np.ndarray, level: float, threshold: float,
+                        bias_correction: bool) -> tuple[np.ndarray, unc.Intervals]:
+    """The (bias-corrected) estimate and its log-normal interval from bootstrap replicates of log k.
+
+    The replicates scatter about the estimate as the estimate scatters about the truth, including the bias
+    that noise inside the rate terms causes; subtracting their mean shift (``bias_correction``) removes that
+    bias to first order, and their spread gives the interval."""
+    log_k = np.log(np.maximum(k, K_FLOOR))
+    shift = log_k_boot.mean(0) - log_k if bias_correction else np.zeros_like(log_k)
+    centre = log_k - shift
+    sd = log_k_boot.std(0, ddof=1) if log_k_boot.shape[0] > 1 else np.full_like(log_k, np.inf)
+    from scipy import stats
+
+    z = stats.norm.ppf(0.5 + level / 2)
+    k_hat = np.exp(centre)
+    half = z * sd / np.log(10)
+    flagged = ~(half <= threshold) | (k <= K_FLOOR)
+    I = unc.Intervals(k=k_hat, se=sd * k_hat, lo=np.exp(centre - z * sd), hi=np.exp(centre + z * sd),
+                      flagged=flagged, vif=vif, level=level, threshold=threshold)
+    return k_hat, I
+
+
+def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = None, out: str | Path | None = None,
+             progress: bool = True, import_report: ImportReport | None = None) -> FitResult:
+    """Fit the rate constants of ``stoich`` to ``data`` (objects; ``fit`` reads files). With ``out``, training
+    checkpoints and bootstrap replicates go there, so that a killed fit resumes."""
+    cfg = cfg or FitConfig()
+    out = Path(out) if out is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    if tuple(data.metabolite_ids) != tuple(stoich.metabolites):
+        raise ValueError("the data's metabolite order must be the network's (read_measurements with its ids)")
+    require_observed(data, stoich.reactions, stoich.R)
+    timing: dict[str, float] = {}
+    t0 = time.perf_counter()
+    window = resolve_window(cfg, data)
+    wf = _build(cfg, data, window)
+    timing["objective"] = time.perf_counter() - t0
+    device = _device(cfg.device)
+    uc = cfg.uncertainty
+    model = None
+    functions: dict = {}
+    log: list[dict] = []
+    t1 = time.perf_counter()
+    if cfg.estimator == "mass-action":
+        design = ma.weak_design(stoich, wf)
+        lin = ma.fit_linear(stoich, design, uc.level, uc.threshold)
+        k, vif, sandwich = lin.k, lin.intervals.vif, lin.intervals
+
+        def estimate(w: wfm.WeakForm) -> np.ndarray:
+            return ma.fit_linear(stoich, ma.weak_design(stoich, w), uc.level, uc.threshold).k
+        functions = {"alpha": lin.alpha, "beta": lin.beta}
+    else:
+        torch.manual_seed(cfg.seed)
+        scale = float(np.nanmean(np.concatenate([e.c.ravel() for e in data.experiments])))
+        model = MetabolismGNN(stoich, cfg.model, c_scale=scale).to(device=device, dtype=torch.float64)
+        rows = WindowData(wf, model, device=device)
+        digest = f"{cfg.digest('model', 'training', 'weakform')}-{cfg.seed}-{_data_digest(stoich, data)}-w{window}"
+        log = fit_model(model, rows, cfg.training, cfg.seed, digest,
+                        checkpoint=out / "checkpoint.pt" if out is not None else None, progress=progress)
+        model.eval()
+        tables = Tables(model, rows.lo, rows.hi)
+        phi, node = tables.terms(wf)
+        k = model.k.detach().cpu().numpy()
+        sandwich = _gnn_sandwich(stoich, phi, node, wf.y, k, ma.weak_design(stoich, wf).cluster, uc.level,
+                                 uc.threshold)
+        vif = sandwich.vif
+
+        def estimate(w: wfm.WeakForm) -> np.ndarray:
+            if uc.refit_steps == 0:
+                p, nd = tables.terms(w)
+                return np.maximum(_solve_k(stoich, p, nd, w.y, cfg.training.ridge_end), cfg.training.k_floor)
+            clone = copy.deepcopy(model)
+            polish(clone, WindowData(w, clone, device=device), cfg.training, uc.refit_steps)
+            return clone.k.detach().cpu().numpy()
+        functions = learned_functions(model, wf)
+    timing["fit"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    if uc.bootstrap > 1:
+        boot_digest = f"{cfg.digest()}-{_data_digest(stoich, data)}"
+        boot = bootstrap(estimate, data, cfg, window, out / "bootstrap.npz" if out is not None else None, progress,
+                         boot_digest)
+        k_report, intervals = bootstrap_intervals(k, boot, vif, uc.level, uc.threshold, uc.bias_correction)
+        method = f"residual bootstrap, {boot.shape[0]} replicates" + (", bias-corrected" if uc.bias_correction else "")
+    else:
+        k_report, intervals, method = np.maximum(k, K_FLOOR), sandwich, "cluster-robust sandwich"
+        intervals.flagged |= k <= K_FLOOR
+    timing["intervals"] = time.perf_counter() - t2
+    report = {
+        "estimator": cfg.estimator,
+        "network": import_report.to_dict() if import_report is not None else
+        {"metabolites_out": stoich.n_metabolites, "reactions_out": stoich.n_reactions},
+        "data": {"source": data.source, "experiments": len(data.experiments), "measurements": data.n_points,
+                 "metabolites": len(data.metabolite_ids),
+                 "unit": data.unit or cfg.unit or "not stated (k is in units of the data's concentrations "
+                 "and times)", "time_unit": cfg.time_unit or "not stated (that of the data's times)"},
+        "objective": {"window": window, "windows": wf.n_windows, "nodes": int(wf.c.shape[0]),
+                      "smoothing": cfg.weakform.smoothing, "log_smoothing": cfg.weakform.log},
+        "intervals": {"method": method, "level": uc.level, "threshold_log10": uc.threshold,
+                      "flagged": int(intervals.flagged.sum()), "determined": int((~intervals.flagged).sum())},
+        "training": {"steps": len(log) and log[-1]["step"], "final_loss": log[-1]["loss"] if log else None,
+                     "seconds": log[-1]["seconds"] if log else None},
+        "timing": timing,
+        "device": device_name(device),
+        "commit": git_commit(short=True),
+        "config": cfg.model_dump(mode="json"),
+    }
+    result = FitResult(stoich=stoich, k=k_report, intervals=intervals, report=report, functions=functions,
+                       model=model)
+    if out is not None:
+        write_outputs(result, out)
+    return result
+
+
+def learned_functions(model: MetabolismGNN, wf: wfm.WeakForm, points: int = 200) -> dict:
+    """The learned substrate function per order and node term per metabolite on the data's range."""
+    positive = wf.c[wf.c > 0]
+    lo, hi = float(np.percentile(positive, 1)), float(np.percentile(wf.c, 99))
+    grid = np.geomspace(lo, hi, points)
+    p = model.log_k
+    with torch.no_grad():
+        g = torch.as_tensor(grid, dtype=p.dtype, device=p.device)
+        sub = model.f_sub(g[None, :], model.orders.to(p.dtype)[:, None]).cpu().numpy()
+        node = model.node_term(g[:, None].expand(-1, model.n)).T.cpu().numpy()
+    return {"grid": grid, "orders": model.orders.cpu().numpy(), "substrate": sub, "node": node,
+            "embedding": model.embedding.detach().cpu().numpy()}
+
+
+def write_outputs(result: FitResult, out: Path) -> None:
+    """rate_constants.csv, functions.npz, report.json and the two figures, each written atomically."""
+    rows = result.table()
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in r.items()})
+    write_text(out / "rate_constants.csv", buf.getvalue())
+    if result.functions:
+        write_npz(out / "functions.npz", **result.functions)
+    write_json(out / "report.json", result.report)
+    from .fit_figures import fit_figures
+
+    for name, fig in fit_figures(result).items():
+        with atomic_path(out / f"{name}.png", suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def fit(network: str | Path, data: str | Path, out: str | Path, fixed_species: Sequence[str] | None = None,
+        extra_fixed: Sequence[str] = (), config: FitConfig | str | Path | None = None,
+        overrides: Sequence[str] = (), progress: bool = True) -> FitResult:
+    """Files in, a results directory out: ``network`` (SBML, COBRA JSON, ``cobra:NAME`` or a table), ``data``
+    (a tidy CSV/Parquet of experiment, time, metabolite, value). See the module docstring."""
+    if isinstance(config, FitConfig) and overrides:
+        raise ValueError("give overrides with a config file (or none), not with a FitConfig object")
+    cfg = config if isinstance(config, FitConfig) else load_fit_config(config, list(overrides))
+    stoich, report = load_network(network, fixed_species=fixed_species, extra_fixed=extra_fixed)
+    measured = read_measurements(data, metabolite_ids=stoich.metabolites, unit=cfg.unit)
+    return fit_data(stoich, measured, cfg, out, progress=progress, import_report=report)
+
