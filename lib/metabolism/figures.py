@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,6 +15,9 @@ import yaml
 from matplotlib.figure import Figure
 
 from common.numbers import MISSING, decimals_for, fmt, fmt_column, pm, pm_decimals
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TYPE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
@@ -252,7 +255,7 @@ def metrics_table(run_dirs: Sequence[str | Path]):
     return df
 
 
-def metrics_display(table) -> "pd.DataFrame":
+def metrics_display(table) -> pd.DataFrame:
     """`metrics_table` for reading: the metric as the first column, each seed with the row's decimals, and
     mean ± std in one cell (decimals from the spread)."""
     import pandas as pd
@@ -269,7 +272,7 @@ def metrics_display(table) -> "pd.DataFrame":
     return pd.DataFrame(rows, columns=["metric", *seeds, *(["mean ± std"] if "mean" in table else [])])
 
 
-def provenance_display(run_dirs: Sequence[str | Path]) -> "pd.DataFrame":
+def provenance_display(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     """What produced each run, one row per run: seed, system size, training steps, device and commit."""
     import pandas as pd
 
@@ -370,7 +373,7 @@ def benchmark_table(paths: Sequence[str | Path]):
     return table[[c for c in columns if c in table]].sort_values(["regime", "seed"]).reset_index(drop=True)
 
 
-def benchmark_display(table) -> dict[str, "pd.DataFrame"]:
+def benchmark_display(table) -> dict[str, pd.DataFrame]:
     """`benchmark_table` for reading, as three tables that fit a text column: "accuracy" (rate constants and
     rollout), "functions" (per-type homeostasis errors, embeddings, wall time) and "provenance" (overrides,
     commit and device of each result file)."""

@@ -318,10 +318,10 @@ def verdict(results: dict, budget: str = "epochs") -> str:
     seeds = int(table.groupby("variant").size().min())
     epochs = sorted(set(table["epochs"]))
     parts = []
-    for m, name, fmt in (("fcd", "FCD", ".2f"), ("nspdk", "NSPDK", ".4f")):
+    for m, name, spec in (("fcd", "FCD", ".2f"), ("nspdk", "NSPDK", ".4f")):
         row = cmp.loc[(best, m)]
         better = "lower" if row["difference"] < 0 else "higher"
-        parts.append(f"{name} {row['variant mean']:{fmt}} against {row['baseline mean']:{fmt}} ({better})")
+        parts.append(f"{name} {row['variant mean']:{spec}} against {row['baseline mean']:{spec}} ({better})")
     given = "/".join(str(e) for e in epochs) + " training epochs" if budget == "epochs" else "equal training time"
     head = (f"From {results.get('source', '?')} runs ({len(table)} runs, {seeds} seed(s) per variant at least, "
             f"{given}{_samples_text(table)}): the best cell-attention variant by FCD, `{best}`, reaches {parts[0]} "
