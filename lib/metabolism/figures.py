@@ -145,7 +145,7 @@ def substrate_function_figure(run_dir: str | Path) -> Figure:
         ax.plot(f["sub_c"], f["sub_true"][k], "--", color=color, lw=1.5, label=f"$c^{{{int(s)}}}$ (true)")
         ax.plot(f["sub_c"], f["sub_learned"][k], color=color, lw=1.5, alpha=0.8, label=f"MLP$_{{sub}}$(c, {int(s)})")
     ax.set(xlabel="c", ylabel="substrate term", title="substrate function")
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     return fig
 
@@ -163,7 +163,7 @@ def homeostasis_figure(run_dir: str | Path) -> Figure:
         ax.plot([], [], color=_color(t), label=f"type {int(t)} (learned)")
     ax.plot([], [], "k--", label=r"$-\lambda(c - c^{baseline})$ (true)")
     ax.set(xlabel="c", ylabel="homeostatic term", title="node function")
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     return fig
 
@@ -256,18 +256,20 @@ def metrics_table(run_dirs: Sequence[str | Path]):
 
 
 def metrics_display(table) -> pd.DataFrame:
-    """`metrics_table` for reading: the metric as the first column, each seed with the row's decimals, and
-    mean ± std in one cell (decimals from the spread)."""
+    """`metrics_table` for reading: the metric as the first column, then each seed and mean ± std in one cell,
+    all with the row's decimals (enough for the values and for two significant digits of the spread)."""
     import pandas as pd
 
     seeds = [c for c in table.columns if c not in ("mean", "std")]
     rows = []
     for label, row in table.iterrows():
         values = [row[c] for c in seeds]
-        cells = fmt_column(values)
+        d = decimals_for(values)
         if "mean" in table:
-            cells.append(pm(row["mean"], row["std"], max(pm_decimals([row["mean"]], [row["std"]]),
-                                                         decimals_for(values))))
+            d = max(d, pm_decimals([row["mean"]], [row["std"]]))
+        cells = [fmt(v, d) for v in values]
+        if "mean" in table:
+            cells.append(pm(row["mean"], row["std"], d))
         rows.append([label, *cells])
     return pd.DataFrame(rows, columns=["metric", *seeds, *(["mean ± std"] if "mean" in table else [])])
 
