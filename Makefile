@@ -1,11 +1,16 @@
-# The two entry points of the README: `make site` (execute the notebooks, render with Quarto when present)
-# and `make test`. Both create .venv and install the pinned dependencies first.
+# The two entry points of the README: `make site` (the full-size study: execute the notebooks whose inputs
+# changed, render with Quarto when present; ARGS="--profile default" for the quick CPU check) and `make test`.
+# Both create .venv and install the pinned dependencies first. Quarto is `quarto` on PATH or $(QUARTO).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: site test venv clean
+
+ifdef QUARTO
+export QUARTO
+endif
 
 venv: $(STAMP)
 

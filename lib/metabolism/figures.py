@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import yaml
 from matplotlib.figure import Figure
+
+from common.numbers import MISSING, decimals_for, fmt, fmt_column, pm, pm_decimals
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TYPE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
@@ -56,7 +61,7 @@ def provenance(run_dir: str | Path) -> str:
 
 def stamp(fig: Figure, run_dir: str | Path) -> Figure:
     """Write the run's provenance line in small print under the axes of `fig`, and return it."""
-    fig.text(0.01, 0.005, provenance(run_dir), fontsize=6.5, color="0.4", ha="left", va="bottom")
+    fig.text(0.01, 0.005, provenance(run_dir), fontsize=8, color="0.4", ha="left", va="bottom")
     fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.2))
     return fig
 
@@ -82,7 +87,7 @@ def network_figure(run_dir: str | Path) -> Figure:
     """The stoichiometry S = P - R as a heatmap, and the degrees of the bipartite graph."""
     sysd = _npz(run_dir, "system.npz")
     S, R, P = sysd["S"], sysd["R"], sysd["P"]
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1.6, 1]})
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(8.4, 3.6), gridspec_kw={"width_ratios": [1.5, 1]})
     order = np.argsort(sysd["types"], kind="stable")
     lim = max(1.0, float(np.abs(S).max()))
     im = ax0.imshow(S[order], aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
@@ -94,7 +99,7 @@ def network_figure(run_dir: str | Path) -> Figure:
     ax1.hist([met_degree, n_sub, n_prod], bins=bins,
              label=["reactions per metabolite", "substrates per reaction", "products per reaction"])
     ax1.set(xlabel="degree", ylabel="count", title="bipartite degrees")
-    ax1.legend(fontsize=8)
+    ax1.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -140,7 +145,7 @@ def substrate_function_figure(run_dir: str | Path) -> Figure:
         ax.plot(f["sub_c"], f["sub_true"][k], "--", color=color, lw=1.5, label=f"$c^{{{int(s)}}}$ (true)")
         ax.plot(f["sub_c"], f["sub_learned"][k], color=color, lw=1.5, alpha=0.8, label=f"MLP$_{{sub}}$(c, {int(s)})")
     ax.set(xlabel="c", ylabel="substrate term", title="substrate function")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     return fig
 
@@ -158,7 +163,7 @@ def homeostasis_figure(run_dir: str | Path) -> Figure:
         ax.plot([], [], color=_color(t), label=f"type {int(t)} (learned)")
     ax.plot([], [], "k--", label=r"$-\lambda(c - c^{baseline})$ (true)")
     ax.set(xlabel="c", ylabel="homeostatic term", title="node function")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     return fig
 
@@ -174,7 +179,7 @@ def embedding_figure(run_dir: str | Path) -> Figure:
         ax.scatter(x[sel], y[sel], s=16, color=_color(t), label=f"type {int(t)}")
     ax.set(xlabel="$a_{i,1}$" if emb.shape[1] > 1 else "metabolite i",
            ylabel="$a_{i,2}$" if emb.shape[1] > 1 else "$a_i$", title="embeddings")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -200,25 +205,26 @@ def rollout_figure(run_dir: str | Path, n_show: int = 4) -> Figure:
     if 0 < horizon * float(f["rollout_dt"]) <= t[-1]:
         ax.axvline(horizon * float(f["rollout_dt"]), color="grey", ls=":", label="predictability horizon")
     ax.set(xlabel="time", ylabel="$c_i(t)$", title="rollout from an unseen initial condition")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=9, loc="upper right")
     fig.tight_layout()
     return fig
 
 
 METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
-    "R² log k": ("rate_constants", "r2_log_k"),
-    "slope": ("rate_constants", "slope"),
-    "outliers": ("rate_constants", "n_outliers"),
-    "MLP_sub max rel. err.": ("substrate_function", "max_rel_error"),
-    "λ rel. err.": ("homeostasis", "lambda_rel_error"),
-    "baseline abs. err.": ("homeostasis", "baseline_abs_error"),
+    "R² of log₁₀ k": ("rate_constants", "r2_log_k"),
+    "slope of log₁₀ k": ("rate_constants", "slope"),
+    "outliers (|Δ log₁₀ k| > 0.3)": ("rate_constants", "n_outliers"),
+    "MLP_sub: largest rel. error": ("substrate_function", "max_rel_error"),
+    "λ: rel. error, mean of types": ("homeostasis", "lambda_rel_error"),
+    "baseline: abs. error, mean of types": ("homeostasis", "baseline_abs_error"),
     "rollout R²": ("rollout", "r2"),
-    "rollout Pearson": ("rollout", "pearson"),
-    "horizon (steps)": ("rollout", "horizon_steps"),
-    "embedding cluster acc.": ("embedding", "cluster_accuracy"),
+    "rollout Pearson r": ("rollout", "pearson"),
+    "horizon (frames)": ("rollout", "horizon_steps"),
+    "embedding cluster accuracy": ("embedding", "cluster_accuracy"),
     "activity rank": ("system", "activity_rank"),
-    "train time (s)": ("timing", "train"),
+    "training time (s)": ("timing", "train"),
 }
+"""Label (with unit) -> path in metrics.json of each metric in the tables and the results JSON."""
 
 
 def _metric(metrics: dict[str, Any], path: Sequence[str]) -> float:
@@ -247,6 +253,93 @@ def metrics_table(run_dirs: Sequence[str | Path]):
         runs = df[list(columns)]
         df["mean"], df["std"] = runs.mean(axis=1), runs.std(axis=1, ddof=1)
     return df
+
+
+def metrics_display(table) -> pd.DataFrame:
+    """`metrics_table` for reading: the metric as the first column, then each seed and mean ± std in one cell,
+    all with the row's decimals (enough for the values and for two significant digits of the spread)."""
+    import pandas as pd
+
+    seeds = [c for c in table.columns if c not in ("mean", "std")]
+    rows = []
+    for label, row in table.iterrows():
+        values = [row[c] for c in seeds]
+        d = decimals_for(values)
+        if "mean" in table:
+            d = max(d, pm_decimals([row["mean"]], [row["std"]]))
+        cells = [fmt(v, d) for v in values]
+        if "mean" in table:
+            cells.append(pm(row["mean"], row["std"], d))
+        rows.append([label, *cells])
+    return pd.DataFrame(rows, columns=["metric", *seeds, *(["mean ± std"] if "mean" in table else [])])
+
+
+def provenance_display(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """What produced each run, one row per run: seed, system size, training steps, device and commit."""
+    import pandas as pd
+
+    rows = []
+    for d in run_dirs:
+        cfg = load_run_config(d)
+        net, sim, train = cfg.get("network", {}), cfg.get("simulation", {}), cfg.get("training", {})
+        m = load_metrics(d) if (Path(d) / "metrics.json").is_file() else {}
+        rows.append({"seed": str(cfg.get("seed", "?")), "regime": f"`{cfg.get('regime', '?')}`",
+                     "metabolites": str(net.get("n_metabolites", "?")), "reactions": str(net.get("n_reactions", "?")),
+                     "frames": fmt(sim.get("n_frames", "?"), 0), "training steps": fmt(train.get("steps", "?"), 0),
+                     "device": str(m.get("device", "?")), "commit": f"`{str(m.get('commit', '?'))[:10]}`"})
+    return pd.DataFrame(rows)
+
+
+FORM_TOLERANCE = 0.1
+"""Relative error up to which a learned function counts as the true one."""
+SEPARATED = 0.9
+"""Cluster accuracy from which the embeddings count as separating the metabolite types."""
+
+
+def _mean_text(entry: dict[str, Any], digits: int = 2, percent: bool = False) -> str:
+    scale = 100 if percent else 1
+    mean, std = entry.get("mean"), entry.get("std")
+    text = pm(scale * mean, None if std is None else scale * std, digits)
+    return text + ("%" if percent else "")
+
+
+def recovery_findings(summary: dict[str, Any], n_types: int | None = None) -> dict[str, tuple[bool, str]]:
+    """What the learned functions and embeddings achieved, from the `summarize` dict of a recovery (means ± std
+    over seeds): for "substrate", "homeostasis" and "embedding", whether the model learned what it should
+    (within FORM_TOLERANCE, or cluster accuracy >= SEPARATED) and a sentence saying so, or where it falls short."""
+    n = len(summary["rate_constants.r2_log_k"]["values"])
+    over = f"mean ± std over {n} seeds" if n > 1 else "one seed"
+    sub, lam = summary["substrate_function.max_rel_error"], summary["homeostasis.lambda_rel_error"]
+    base, emb = summary["homeostasis.baseline_abs_error"], summary["embedding.cluster_accuracy"]
+    out: dict[str, tuple[bool, str]] = {}
+    if sub["mean"] is None:
+        out["substrate"] = (False, "The substrate function was not evaluated.")
+    elif sub["mean"] <= FORM_TOLERANCE:
+        out["substrate"] = (True, f"The learned substrate function matches $c^s$: its largest relative error is "
+                                  f"{_mean_text(sub, 1, True)} ({over}).")
+    else:
+        out["substrate"] = (False, f"The learned substrate function falls short of $c^s$: its largest relative "
+                                   f"error over the concentrations shown is {_mean_text(sub, 0, True)} ({over}; "
+                                   f"{100 * FORM_TOLERANCE:.0f}% would count as a match).")
+    if lam["mean"] is None:
+        out["homeostasis"] = (False, "The homeostasis was not evaluated.")
+    else:
+        met = lam["mean"] <= FORM_TOLERANCE
+        verdict = "matches the true homeostasis" if met else "does not reduce to the true linear homeostasis"
+        out["homeostasis"] = (met, f"The learned node function {verdict}: the learned $\\lambda$ is off by "
+                                   f"{_mean_text(lam, 0, True)} of the true value on average over the types, and "
+                                   f"the baseline by {_mean_text(base, 2)} in concentration ({over}).")
+    if emb["mean"] is None:
+        out["embedding"] = (False, "The embedding cluster accuracy was not evaluated.")
+    else:
+        chance = 1 / n_types if n_types else 0.5
+        met = emb["mean"] >= SEPARATED
+        verdict = ("separate the metabolite types" if met else "separate the metabolite types only partly"
+                   if emb["mean"] > chance + 0.1 else "do not separate the metabolite types")
+        note = f"; {chance:.2f} is what a random split of {n_types} types gives" if n_types else ""
+        out["embedding"] = (met, f"The embeddings {verdict}: k-means clusters of them agree with the true types "
+                                 f"for {_mean_text(emb, 2)} of the metabolites ({over}{note}).")
+    return out
 
 
 def summarize(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
@@ -280,3 +373,41 @@ def benchmark_table(paths: Sequence[str | Path]):
                "lambda_rel", "baseline_abs", "cluster_acc", "wall_s", "overrides", "commit", "device"]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return table[[c for c in columns if c in table]].sort_values(["regime", "seed"]).reset_index(drop=True)
+
+
+def benchmark_display(table) -> dict[str, pd.DataFrame]:
+    """`benchmark_table` for reading, as three tables that fit a text column: "accuracy" (rate constants and
+    rollout), "functions" (per-type homeostasis errors, embeddings, wall time) and "provenance" (overrides,
+    commit and device of each result file)."""
+    import pandas as pd
+
+    def per_type(values: Any, digits: int) -> str:
+        if isinstance(values, (list, tuple)):
+            return " / ".join(fmt(v, digits) for v in values)
+        return fmt(values, digits)
+
+    key = [f"`{r}`" for r in table["regime"]], [str(s) for s in table["seed"]]
+    accuracy = pd.DataFrame({"regime": key[0], "seed": key[1]})
+    for col, label, sig in (("r2_log_k", "R² of log₁₀ k", 5), ("n_outliers", "outliers", 3),
+                            ("max_dlogk", "largest |Δ log₁₀ k|", 2), ("horizon", "horizon (frames)", 3),
+                            ("rollout_r2", "rollout R²", 3), ("stats_std", "std rel. error", 2)):
+        if col in table:
+            accuracy[label] = fmt_column(table[col].tolist(), sig)
+    functions = pd.DataFrame({"regime": key[0], "seed": key[1]})
+    if "lambda_rel" in table:
+        functions["λ rel. error per type"] = [per_type(v, 2) for v in table["lambda_rel"]]
+    if "baseline_abs" in table:
+        functions["baseline abs. error per type"] = [per_type(v, 2) for v in table["baseline_abs"]]
+    if "cluster_acc" in table:
+        functions["cluster accuracy"] = fmt_column(table["cluster_acc"].tolist(), 2)
+    if "wall_s" in table:
+        functions["wall time (min)"] = [MISSING if v is None or v != v else fmt(v / 60, 1) for v in table["wall_s"]]
+    cols = [c for c in ("regime", "overrides", "commit", "device") if c in table]
+    prov = table[cols].astype(str).groupby(cols, sort=False).size().reset_index(name="runs")
+    prov["runs"] = prov["runs"].astype(str)
+    prov["regime"] = [f"`{r}`" for r in prov["regime"]]
+    if "overrides" in prov:
+        prov["overrides"] = [f"`{o}`" if o != "defaults" else o for o in prov["overrides"]]
+    if "commit" in prov:
+        prov["commit"] = [f"`{c[:10]}`" for c in prov["commit"]]
+    return {"accuracy": accuracy, "functions": functions, "provenance": prov}

@@ -8,6 +8,9 @@ from typing import Sequence
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from common.numbers import MISSING, decimals_for, fmt, fmt_column, pm, pm_decimals
 
 from .pipeline import SAMPLES, read_log, results
 
@@ -35,24 +38,31 @@ def molecule_grid(smiles: Sequence[str], n: int = 24, per_row: int = 6, seed: in
 
 
 def loss_curves(run_dirs: dict[str, str | Path]) -> Figure:
-    """Training (solid) and EMA test (dashed) losses per epoch of X and of A, one colour per run."""
-    fig = Figure(figsize=(8.5, 3.2))
+    """Training (solid) and EMA test (dashed) losses per epoch of X and of A, one colour per run; the legend
+    sits under the panels, off the curves."""
+    fig = Figure(figsize=(8.0, 3.6 + 0.22 * math.ceil(len(run_dirs) / 3)))
     axes = fig.subplots(1, 2)
+    handles = []
     for k, (name, d) in enumerate(run_dirs.items()):
         log = read_log(d)
         if not log:
             continue
         ep = [r["epoch"] for r in log]
         for ax, key in zip(axes, ("x", "adj")):
-            ax.plot(ep, [r[f"train_{key}"] for r in log], color=f"C{k}", lw=1.2, label=f"{name} train")
+            line, = ax.plot(ep, [r[f"train_{key}"] for r in log], color=f"C{k}", lw=1.2, label=name)
             if f"test_{key}" in log[0]:
-                ax.plot(ep, [r[f"test_{key}"] for r in log], color=f"C{k}", lw=1.0, ls="--", label=f"{name} test")
+                ax.plot(ep, [r[f"test_{key}"] for r in log], color=f"C{k}", lw=1.0, ls="--")
+        handles.append(line)
     for ax, title in zip(axes, ("node features X", "adjacency A")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("denoising score-matching loss")
         ax.set_title(title)
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
+    styles = [axes[0].plot([], [], color="0.3", lw=1.2, label="training")[0],
+              axes[0].plot([], [], color="0.3", lw=1.0, ls="--", label="test (EMA)")[0]]
+    fig.legend(handles=handles + styles, loc="lower center", ncol=min(4, len(handles) + 2), fontsize=9)
+    rows = math.ceil((len(handles) + 2) / min(4, len(handles) + 2))
+    fig.tight_layout(rect=(0, 0.07 * rows, 1, 1))
     return fig
 
 
@@ -108,19 +118,111 @@ def summary_table(table: pd.DataFrame, by: str = "config") -> pd.DataFrame:
     return out
 
 
+QUANTITIES = {
+    "samples": "samples per run",
+    "epochs": "training epochs",
+    "validity_wo_correction": "validity without correction (%)",
+    "validity": "validity after correction (%)",
+    "uniqueness": "uniqueness (%)",
+    "novelty": "novelty (%)",
+    "fcd": "FCD (lower is better)",
+    "nspdk": "NSPDK MMD (lower is better)",
+    "training (min)": "training time (min)",
+    "sampling (s)": "sampling time (s)",
+}
+"""Columns of `metrics_table` shown on the pages, with the label (and unit) each is shown under."""
+
+METRIC_NAMES = {"fcd": "FCD", "nspdk": "NSPDK MMD"}
+
+
+def runs_display(table: pd.DataFrame) -> pd.DataFrame:
+    """`metrics_table` transposed for reading: one row per quantity (label with its unit, decimals chosen
+    per row), one column per run."""
+    rows = []
+    for col, label in QUANTITIES.items():
+        if col in table:
+            rows.append([label, *fmt_column(table[col].tolist())])
+    return pd.DataFrame(rows, columns=["quantity", *table["run"].tolist()])
+
+
+def summary_display(table: pd.DataFrame, by: str = "variant") -> pd.DataFrame:
+    """Mean ± standard deviation over seeds, one row per quantity (decimals from the row's spread) and one
+    column per ``by`` group, with the number of seeds as the first row."""
+    g = table.groupby(by, sort=False)
+    groups = list(g.groups)
+    rows = [["seeds", *[str(n) for n in g.size()]]]
+    for col, label in QUANTITIES.items():
+        if col not in table:
+            continue
+        mean, sd = g[col].mean(), g[col].std(ddof=1)
+        d = pm_decimals(mean.tolist(), sd.tolist())
+        rows.append([label, *[pm(mean[k], sd[k], d) for k in groups]])
+    return pd.DataFrame(rows, columns=["quantity", *groups])
+
+
+def compare_display(comparison: pd.DataFrame, by: str = "variant") -> pd.DataFrame:
+    """`compare` for reading: per metric and variant the two means, their difference and the seed spread
+    with the metric's decimals, and whether the difference exceeds the spread."""
+    out = []
+    for metric, rows in comparison.groupby("metric", sort=False):
+        d = max(decimals_for(rows["baseline mean"], 3), decimals_for(rows["seed spread"], 2))
+        for _, r in rows.iterrows():
+            beyond = ("better" if r["better beyond spread"] else "worse" if r["worse beyond spread"]
+                      else MISSING if not math.isfinite(r["seed spread"]) else "within the spread")
+            out.append({"metric": METRIC_NAMES.get(metric, metric), by: f"`{r[by]}`",
+                        "GDSS": fmt(r["baseline mean"], d), "this variant": fmt(r["variant mean"], d),
+                        "difference": fmt(r["difference"], d), "seed spread": fmt(r["seed spread"], d),
+                        "seeds": r["seeds"], "beyond the spread": beyond})
+    return pd.DataFrame(out)
+
+
+def provenance_display(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """Where each run came from, one row per stage: the recorded training sessions (epochs, device, commit,
+    minutes) and the sampling (molecules, device, commit, minutes)."""
+    rows = []
+    for d in map(Path, run_dirs):
+        r = results(d)
+        base = {"run": f"`{r['run']}`", "config": f"`{r['config']}`", "seed": str(r["seed"])}
+        for sess in r.get("training_sessions") or []:
+            first, last = sess.get("epochs", ["?", "?"])
+            rows.append({**base, "stage": f"training, epochs {first}–{last}", "device": str(sess.get("device", "?")),
+                         "commit": str(sess.get("commit", "?"))[:10], "time (min)": sess.get("seconds", math.nan) / 60})
+        s = r.get("sampling")
+        if s:
+            rows.append({**base, "stage": f"sampling, {s.get('n_sampled', '?'):,} molecules",
+                         "device": str(s.get("device", "?")), "commit": str(s.get("commit", "?"))[:10],
+                         "time (min)": s.get("seconds_sampling", math.nan) / 60})
+    out = pd.DataFrame(rows, columns=["run", "config", "seed", "stage", "device", "commit", "time (min)"])
+    out["time (min)"] = fmt_column(out["time (min)"].tolist(), 2) if len(out) else []
+    return out
+
+
+def runs_provenance(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per run of the `metrics_table`s of each budget (the dict's keys): budget, run, epochs, training
+    minutes, samples, and the device and commit that sampled it."""
+    parts = []
+    for budget, table in tables.items():
+        parts.append(pd.DataFrame({
+            "budget": budget, "run": [f"`{r}`" for r in table["run"]], "epochs": [str(e) for e in table["epochs"]],
+            "training (min)": fmt_column(table["training (min)"].tolist(), 3),
+            "samples": [fmt(v, 0) for v in table["samples"]], "device": table["device"].astype(str).tolist(),
+            "commit": [f"`{c}`" for c in table["commit"]]}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
 def ablation_figure(table: pd.DataFrame, by: str = "variant", metrics: Sequence[str] = ("fcd", "nspdk",
                     "validity_wo_correction")) -> Figure:
     """One panel per metric: every seed as a dot and the mean as a bar, one column per variant."""
     groups = list(dict.fromkeys(table[by]))
-    fig = Figure(figsize=(3.0 * len(metrics), 3.2))
+    fig = Figure(figsize=(2.9 * len(metrics), 3.4))
     axes = fig.subplots(1, len(metrics))
     for ax, m in zip(axes, metrics):
         for i, g in enumerate(groups):
             vals = table.loc[table[by] == g, m].astype(float)
             ax.bar(i, vals.mean(), color=f"C{i}", alpha=0.35, width=0.7)
             ax.plot([i] * len(vals), vals, "o", color=f"C{i}", ms=4)
-        ax.set_xticks(range(len(groups)), groups, rotation=35, ha="right", fontsize=8)
-        ax.set_title(m + (" (%)" if m in METRIC_COLUMNS[:4] else ""))
+        ax.set_xticks(range(len(groups)), groups, rotation=35, ha="right", fontsize=9)
+        ax.set_title(QUANTITIES.get(m, m).replace(" (lower is better)", ", lower is better"), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -166,17 +268,25 @@ def _samples_text(table: pd.DataFrame) -> str:
     return f", {n[0]:,} samples per run" if len(n) == 1 else f", {n[0]:,}-{n[-1]:,} samples per run"
 
 
+def cost_ratio(table: pd.DataFrame, variant: str, baseline: str, col: str) -> float:
+    """Mean ``col`` of ``variant`` over that of ``baseline`` in one table (NaN when either is unknown)."""
+    if col not in table:
+        return math.nan
+    means = table.groupby("variant")[col].mean()
+    base, other = means.get(baseline), means.get(variant)
+    if base is None or other is None or not (math.isfinite(base) and math.isfinite(other)) or base <= 0:
+        return math.nan
+    return float(other / base)
+
+
 def _cost_ratios(table: pd.DataFrame, variant: str, baseline: str) -> str:
     """'a.bx GDSS's training time and c.dx GDSS's sampling time' from the mean times per variant ('' if
     unknown)."""
     parts = []
     for col, what in (("training (min)", "training time"), ("sampling (s)", "sampling time")):
-        if col not in table:
-            continue
-        means = table.groupby("variant")[col].mean()
-        base, other = means.get(baseline), means.get(variant)
-        if base and other and math.isfinite(base) and math.isfinite(other) and base > 0:
-            parts.append(f"{other / base:.1f}x GDSS's {what}")
+        ratio = cost_ratio(table, variant, baseline, col)
+        if math.isfinite(ratio):
+            parts.append(f"{ratio:.1f}x GDSS's {what}")
     return " and ".join(parts)
 
 
@@ -208,10 +318,10 @@ def verdict(results: dict, budget: str = "epochs") -> str:
     seeds = int(table.groupby("variant").size().min())
     epochs = sorted(set(table["epochs"]))
     parts = []
-    for m, name, fmt in (("fcd", "FCD", ".2f"), ("nspdk", "NSPDK", ".4f")):
+    for m, name, spec in (("fcd", "FCD", ".2f"), ("nspdk", "NSPDK", ".4f")):
         row = cmp.loc[(best, m)]
         better = "lower" if row["difference"] < 0 else "higher"
-        parts.append(f"{name} {row['variant mean']:{fmt}} against {row['baseline mean']:{fmt}} ({better})")
+        parts.append(f"{name} {row['variant mean']:{spec}} against {row['baseline mean']:{spec}} ({better})")
     given = "/".join(str(e) for e in epochs) + " training epochs" if budget == "epochs" else "equal training time"
     head = (f"From {results.get('source', '?')} runs ({len(table)} runs, {seeds} seed(s) per variant at least, "
             f"{given}{_samples_text(table)}): the best cell-attention variant by FCD, `{best}`, reaches {parts[0]} "
@@ -243,8 +353,10 @@ def verdict(results: dict, budget: str = "epochs") -> str:
 
 def cost_explanation(by_epochs: dict, by_time: dict, baseline: str = "gdss") -> str:
     """Why the two budgets can disagree, from the ablation results at equal epochs (``by_epochs``) and at equal
-    training time (``by_time``): the best cell-attention variant by FCD at equal epochs, its training minutes
-    per epoch against the baseline's, and the baseline's FCD at both budgets (means over seeds)."""
+    training time (``by_time``): the best cell-attention variant by FCD at equal epochs against the baseline
+    there (and whether the difference exceeds the seed spread), its training minutes per epoch against the
+    baseline's, the baseline's FCD at equal time against that variant's, and the sampling cost (means over
+    seeds)."""
     epochs, timed = pd.DataFrame(by_epochs.get("table") or []), pd.DataFrame(by_time.get("table") or [])
     for name, t in (("equal epochs", epochs), ("equal time", timed)):
         if t.empty or baseline not in set(t["variant"]):
@@ -256,14 +368,26 @@ def cost_explanation(by_epochs: dict, by_time: dict, baseline: str = "gdss") -> 
     def per_epoch(t: pd.DataFrame, v: str) -> float:
         return _mean_of(t, v, "training (min)") / _mean_of(t, v, "epochs")
 
+    fcd_best, fcd_base = _mean_of(epochs, best, "fcd"), _mean_of(epochs, baseline, "fcd")
+    row = compare(epochs, baseline, metrics=("fcd",)).set_index("variant").loc[best]
+    if row["better beyond spread"]:
+        per_step = "per training epoch the complex is worth having"
+    elif fcd_best < fcd_base:
+        per_step = "per training epoch the complex is ahead, but by less than the seed spread"
+    else:
+        per_step = "even per training epoch the complex does not help"
     ratio = per_epoch(epochs, best) / per_epoch(epochs, baseline)
-    text = (f"At equal epochs ({_mean_of(epochs, baseline, 'epochs'):.0f}), `{best}` reaches FCD "
-            f"{_mean_of(epochs, best, 'fcd'):.2f} against GDSS's {_mean_of(epochs, baseline, 'fcd'):.2f}: per "
-            f"training step the complex is worth having. But one of its epochs costs {ratio:.1f}x a GDSS epoch "
-            f"({60 * per_epoch(epochs, best):.0f} s against {60 * per_epoch(epochs, baseline):.0f} s), so in "
-            f"the same training time GDSS runs {_mean_of(timed, baseline, 'epochs'):.0f} epochs and reaches FCD "
-            f"{_mean_of(timed, baseline, 'fcd'):.2f}.")
-    if "sampling (s)" in epochs and "sampling (s)" in timed:
-        slower = _mean_of(epochs, best, "sampling (s)") / _mean_of(timed, baseline, "sampling (s)")
-        text += f" Sampling takes {slower:.1f}x GDSS's time as well."
+    fcd_timed = _mean_of(timed, baseline, "fcd")
+    text = (f"At equal epochs ({_mean_of(epochs, baseline, 'epochs'):.0f}), `{best}` reaches FCD {fcd_best:.2f} "
+            f"against GDSS's {fcd_base:.2f}: {per_step}. One of its epochs costs {ratio:.1f}x a GDSS epoch "
+            f"({60 * per_epoch(epochs, best):.0f} s against {60 * per_epoch(epochs, baseline):.0f} s), so in the "
+            f"same training time GDSS runs {_mean_of(timed, baseline, 'epochs'):.0f} epochs and reaches FCD "
+            f"{fcd_timed:.2f}, ")
+    if fcd_timed < fcd_best:
+        text += f"lower than `{best}`'s {fcd_best:.2f}: at this budget the extra epochs are worth more than the topology."
+    else:
+        text += f"still not below `{best}`'s {fcd_best:.2f}: at this budget the topology is worth its cost."
+    slower = cost_ratio(epochs, best, baseline, "sampling (s)")
+    if math.isfinite(slower):
+        text += f" Sampling takes {slower:.1f}x GDSS's time as well (both sampled at equal epochs)."
     return text

@@ -14,7 +14,7 @@ import time
 from .notebooks import NotebookError
 from .params import ParamsError
 from .publish import publish, status
-from .quarto import render
+from .quarto import SITE_PROFILE, render
 from .runner import BuildError, Project, build, find_root
 
 
@@ -23,7 +23,9 @@ def _parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="execute notebooks (cached), publish, render the site")
-    b.add_argument("--profile", default="default", help="parameters file notebooks/params/<profile>.yaml")
+    b.add_argument("--profile", default=SITE_PROFILE,
+                   help=f"parameters file notebooks/params/<profile>.yaml (default: {SITE_PROFILE}, the full-size "
+                        "study; `default` is the quick CPU check)")
     b.add_argument("--force", action="store_true",
                    help="re-execute even when up to date (only the --only notebooks if given)")
     b.add_argument("--only", nargs="+", metavar="NOTEBOOK_STEM", help="build these notebooks and their dependencies")
@@ -36,19 +38,19 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=text)
         s.add_argument("--profile", default=None,
                        help="profile (default: the first profile in $QUARTO_PROFILE that has a parameters file, "
-                            "else 'default')")
+                            f"else {SITE_PROFILE!r})")
     ap.add_argument("--root", default=None, help="project root (default: found from the current directory)")
     return ap
 
 
 def active_profile(project: Project, requested: str | None) -> str:
-    """`requested`, else the first of $QUARTO_PROFILE with a parameters file, else "default"."""
+    """`requested`, else the first of $QUARTO_PROFILE with a parameters file, else the site's profile."""
     if requested:
         return requested
     for name in filter(None, os.environ.get("QUARTO_PROFILE", "").split(",")):
         if (project.params_dir / f"{name.strip()}.yaml").is_file():
             return name.strip()
-    return "default"
+    return SITE_PROFILE
 
 
 def _report(project: Project, profile: str) -> list[str]:

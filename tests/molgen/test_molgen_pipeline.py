@@ -57,7 +57,8 @@ def test_tables_and_figures(tiny_runs):
     one = figures.summary_table(table.iloc[:1])
     assert "±" not in one.loc["tiny", "fcd"]
     fig = figures.loss_curves({d.name: d for d in tiny_runs})
-    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 4
+    assert len(fig.axes) == 2 and len(fig.axes[1].lines) == 4 and len(fig.legends) == 1
+    assert not fig.axes[0].get_legend() and not fig.axes[1].get_legend()
     img = figures.molecule_grid(figures.sample_smiles(tiny_runs[0]), n=4, per_row=2)
     assert img.size[0] > 0
     assert isinstance(table, pd.DataFrame)
@@ -152,5 +153,59 @@ def test_cost_explanation_relates_the_two_budgets():
     text = figures.cost_explanation({"table": by_epochs}, {"table": by_time})
     assert "`can` reaches FCD 6.00 against GDSS's 16.00" in text
     assert "costs 4.0x a GDSS epoch (48 s against 12 s)" in text
-    assert "GDSS runs 60 epochs and reaches FCD 4.00" in text and "Sampling takes 6.0x" in text
+    assert "GDSS runs 60 epochs and reaches FCD 4.00" in text and "Sampling takes 5.0x" in text
     assert "No gdss run at equal time" in figures.cost_explanation({"table": by_epochs}, {"table": []})
+
+
+def _budgets(can_fcd: float, timed_gdss_fcd: float, spread: float = 0.1):
+    by_epochs = [{"variant": v, "seed": s, "epochs": 15, "fcd": f + spread * (s - 1.5), "training (min)": t,
+                  "sampling (s)": p}
+                 for v, f, t, p in [("gdss", 16.0, 3.0, 60.0), ("can", can_fcd, 12.0, 240.0)] for s in (1, 2)]
+    by_time = [{"variant": "gdss", "seed": s, "epochs": 60, "fcd": timed_gdss_fcd, "training (min)": 12.0,
+                "sampling (s)": 999.0} for s in (1, 2)]
+    return {"table": by_epochs}, {"table": by_time}
+
+
+def test_cost_explanation_states_what_the_numbers_say():
+    """The conclusions of the sentence follow its inputs: the per-epoch verdict, the equal-time verdict and the
+    sampling ratio (from the equal-epochs runs, as in the verdict, not from the timed runs) all change with them."""
+    helps = figures.cost_explanation(*_budgets(can_fcd=6.0, timed_gdss_fcd=4.0))
+    assert "per training epoch the complex is worth having" in helps
+    assert "lower than `can`'s 6.00: at this budget the extra epochs are worth more than the topology" in helps
+    assert "Sampling takes 4.0x" in helps
+    timed_worse = figures.cost_explanation(*_budgets(can_fcd=6.0, timed_gdss_fcd=7.5))
+    assert "still not below `can`'s 6.00: at this budget the topology is worth its cost" in timed_worse
+    within = figures.cost_explanation(*_budgets(can_fcd=15.9, timed_gdss_fcd=4.0, spread=2.0))
+    assert "ahead, but by less than the seed spread" in within
+    worse = figures.cost_explanation(*_budgets(can_fcd=18.0, timed_gdss_fcd=4.0))
+    assert "even per training epoch the complex does not help" in worse
+    assert len({helps, timed_worse, within, worse}) == 4
+
+
+def test_verdict_follows_its_numbers():
+    def rows(can_fcd: float, can_nspdk: float):
+        return [{"variant": v, "seed": s, "fcd": f + 0.1 * (s - 1.5), "nspdk": n + 0.0002 * (s - 1.5), "epochs": 10,
+                 "training (min)": t, "sampling (s)": 10.0 * t}
+                for v, f, n, t in [("gdss", 3.0, 0.010, 1.0), ("can", can_fcd, can_nspdk, 3.0)] for s in (1, 2)]
+    helps = figures.verdict({"table": rows(1.0, 0.002)})
+    assert "FCD 1.00 against 3.00 (lower)" in helps and "topology helps" in helps and "3.0x GDSS's training" in helps
+    assert "GDSS is better on both" in figures.verdict({"table": rows(5.0, 0.02)})
+    assert "evidence is mixed" in figures.verdict({"table": rows(1.0, 0.02)})
+
+
+def test_tables_for_reading():
+    table = pd.DataFrame({"run": ["gdss_s1", "gdss_s2", "can_s1", "can_s2"], "variant": ["gdss", "gdss", "can", "can"],
+                          "epochs": [15] * 4, "samples": [10000] * 4, "fcd": [16.61, 16.75, 6.1, 6.3],
+                          "nspdk": [0.0602, 0.0611, 0.018, 0.0178], "validity": [100.0] * 4,
+                          "training (min)": [2.5, 2.4, 11.0, 11.8], "sampling (s)": [404.0, 410.0, 1530.0, 1600.0],
+                          "device": ["cpu"] * 4, "commit": ["abc"] * 4})
+    summary = figures.summary_display(table).set_index("quantity")
+    assert list(summary.columns) == ["gdss", "can"] and summary.loc["seeds", "can"] == "2"
+    assert summary.loc["FCD (lower is better)", "gdss"] == "16.680 ± 0.099"
+    assert summary.loc["samples per run", "can"] == "10,000" and summary.loc["validity after correction (%)", "can"] == "100"
+    shown = figures.compare_display(figures.compare(table, "gdss")).set_index("metric")
+    assert shown.loc["FCD", "beyond the spread"] == "better" and shown.loc["FCD", "difference"] == "−10.48"
+    runs = figures.runs_display(table).set_index("quantity")
+    assert list(runs.columns) == list(table["run"]) and runs.loc["NSPDK MMD (lower is better)", "can_s2"] == "0.0178"
+    prov = figures.runs_provenance({"equal epochs": table})
+    assert list(prov["budget"].unique()) == ["equal epochs"] and prov.loc[0, "run"] == "`gdss_s1`"

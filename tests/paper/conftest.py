@@ -1,11 +1,18 @@
 """Helpers for the paper tests: a tiny project (one notebook, two lib packages) in a temporary directory."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from browser import skip_or_fail
 from paper.runner import Project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,3 +68,39 @@ def tiny_project(tmp_path: Path) -> Project:
     (tmp_path / "notebooks" / "params" / "default.yaml").write_text("tiny:\n  scale: 3\n")
     write_notebook(tmp_path / "notebooks" / "tiny.ipynb", TINY_PARAMETERS, TINY_BODY)
     return Project.at(tmp_path)
+
+
+@dataclass
+class RenderedSite:
+    """A copy of the site Quarto rendered for one profile, and how long the render took."""
+
+    profile: str
+    path: Path
+    seconds: float
+    log: str
+
+
+@pytest.fixture(scope="session")
+def rendered_site(tmp_path_factory):
+    """`rendered_site(profile)`: render the site with the committed executions of `profile` (once per session)
+    and return a RenderedSite whose `path` is a copy of `_site`."""
+    from paper.quarto import quarto_executable, render_command
+
+    done: dict[str, RenderedSite] = {}
+
+    def render(profile: str) -> RenderedSite:
+        if profile not in done:
+            quarto = quarto_executable()
+            if quarto is None:
+                skip_or_fail("Quarto is neither on PATH nor named by $QUARTO (https://quarto.org/docs/get-started/)")
+            t0 = time.monotonic()
+            res = subprocess.run(render_command(profile, quarto), cwd=REPO, capture_output=True, text=True,
+                                 env={**os.environ, "QUARTO_PYTHON": sys.executable})
+            seconds = time.monotonic() - t0
+            assert res.returncode == 0, f"quarto render --profile {profile} failed:\n{res.stderr[-3000:]}"
+            copy = tmp_path_factory.mktemp(f"site-{profile}") / "_site"
+            shutil.copytree(REPO / "_site", copy)
+            done[profile] = RenderedSite(profile, copy, seconds, res.stdout + res.stderr)
+        return done[profile]
+
+    return render

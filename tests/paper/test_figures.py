@@ -58,8 +58,12 @@ def test_metrics_table_and_summary_average_over_seeds(run_dir: Path, tmp_path: P
     (other / "metrics.json").write_text(json.dumps(m))
     table = figures.metrics_table([run_dir, other])
     assert list(table.columns) == ["seed 7", "seed 8", "mean", "std"]
-    assert table.loc["R² log k", "mean"] == pytest.approx(0.8)
-    assert table.loc["λ rel. err.", "seed 7"] == pytest.approx(0.2)
+    assert table.loc["R² of log₁₀ k", "mean"] == pytest.approx(0.8)
+    assert table.loc["λ: rel. error, mean of types", "seed 7"] == pytest.approx(0.2)
+    shown = figures.metrics_display(table).set_index("metric")
+    assert list(shown.columns) == ["seed 7", "seed 8", "mean ± std"]
+    assert shown.loc["R² of log₁₀ k", "seed 7"] == "0.900" and shown.loc["outliers (|Δ log₁₀ k| > 0.3)", "seed 8"] == "0"
+    assert shown.loc["R² of log₁₀ k", "mean ± std"] == "0.800 ± 0.141"
     summary = figures.summarize([run_dir, other])
     assert summary["rate_constants.r2_log_k"]["values"] == [0.9, 0.7]
     assert summary["embedding.cluster_accuracy"]["mean"] is None
@@ -70,3 +74,28 @@ def test_system_summary_reads_sizes_and_activity_rank(run_dir: Path):
     s = figures.system_summary(run_dir)
     assert (s["n_metabolites"], s["n_reactions"], s["n_frames"]) == (6, 5, 40)
     assert 1 <= s["activity_rank"] <= 6
+
+
+def _summary(sub: float, lam: float, acc: float) -> dict:
+    entry = lambda v: {"mean": v, "std": 0.01, "values": [v, v]}  # noqa: E731
+    return {"rate_constants.r2_log_k": entry(0.99), "substrate_function.max_rel_error": entry(sub),
+            "homeostasis.lambda_rel_error": entry(lam), "homeostasis.baseline_abs_error": entry(0.1),
+            "embedding.cluster_accuracy": entry(acc)}
+
+
+def test_recovery_findings_follow_the_numbers():
+    good = figures.recovery_findings(_summary(0.05, 0.04, 0.97), n_types=2)
+    assert all(met for met, _ in good.values())
+    assert "matches $c^s$" in good["substrate"][1] and "5.0 ± 1.0%" in good["substrate"][1]
+    assert good["embedding"][1].startswith("The embeddings separate the metabolite types")
+    bad = figures.recovery_findings(_summary(8.4, 0.62, 0.57), n_types=2)
+    assert not any(met for met, _ in bad.values())
+    assert "falls short of $c^s$" in bad["substrate"][1] and "840 ± 1%" in bad["substrate"][1]
+    assert "does not reduce" in bad["homeostasis"][1] and "62 ± 1%" in bad["homeostasis"][1]
+    assert "do not separate" in bad["embedding"][1] and "0.50 is what a random split of 2 types" in bad["embedding"][1]
+    assert "only partly" in figures.recovery_findings(_summary(0.05, 0.04, 0.8), n_types=2)["embedding"][1]
+
+
+def test_provenance_display_names_seed_size_device_and_commit(run_dir: Path):
+    row = figures.provenance_display([run_dir]).iloc[0]
+    assert (row["seed"], row["metabolites"], row["device"], row["commit"]) == ("7", "6", "cpu", "`abc`")

@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -120,13 +117,13 @@ def test_every_notebook_executes_with_the_default_profile(tmp_path: Path):
         assert results["profile"] == "default"
 
 
-@pytest.mark.skipif(shutil.which("quarto") is None, reason="Quarto is not on PATH (https://quarto.org/docs/get-started/)")
-def test_quarto_renders_every_page_with_its_figures():
-    res = subprocess.run(["quarto", "render"], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "QUARTO_PYTHON": sys.executable})
-    assert res.returncode == 0, res.stderr[-3000:]
+@pytest.mark.integration
+@pytest.mark.parametrize("profile", ["paper", "default"])
+def test_quarto_renders_every_page_with_its_figures(rendered_site, profile: str):
+    site = rendered_site(profile)
+    print(f"quarto render --profile {profile}: {site.seconds:.0f} s")
     for page in _pages():
-        html = REPO / "_site" / page.with_suffix(".html").name
+        html = site.path / page.with_suffix(".html").name
         assert html.is_file(), f"{html} not rendered"
         text = html.read_text()
         for p, _, label in _embeds():
@@ -134,19 +131,30 @@ def test_quarto_renders_every_page_with_its_figures():
                 assert f'id="{label}"' in text, f"{html.name} does not contain {label}"
         if any(p == page.name and label.startswith("fig-") for p, _, label in _embeds()):
             assert "<img" in text, f"{html.name} shows no figure"
+    stems = {Path(path).stem for _, path, _ in _embeds()}
+    for stem in stems:
+        preview = site.path / SITE_PREFIX / f"{stem}-preview.html"
+        assert preview.is_file(), f"no notebook preview for {stem}"
+        assert (site.path / SITE_PREFIX / f"{stem}.ipynb").is_file(), f"the Download link of {stem} has no notebook"
+    banner = "Quick CPU check"
+    assert (banner in (site.path / "index.html").read_text()) == (profile == "default")
 
 
 PY_CELL = re.compile(r"^```\{python\}\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
+@pytest.mark.parametrize("profile", ["default", "paper"])
 @pytest.mark.parametrize("page", [p.name for p in _pages() if PY_CELL.search(p.read_text())])
-def test_page_code_cells_run_on_the_published_results(page: str, tmp_path: Path, monkeypatch, capsys):
-    store = REPO / "notebooks" / "_executed" / "default"
+def test_page_code_cells_run_on_the_published_results(page: str, profile: str, tmp_path: Path, monkeypatch, capsys):
+    """A page's cells read only the published results and the committed benchmark results."""
+    store = REPO / "notebooks" / "_executed" / profile
     if not (store / "manifest.json").is_file():
-        pytest.fail("no executed default-profile notebooks: run `python -m paper build`")
+        pytest.fail(f"no executed {profile}-profile notebooks: run `python -m paper build --profile {profile}`")
     shutil.copytree(store, tmp_path / "notebooks" / "_executed" / SITE_NAME)
+    shutil.copytree(REPO / "benchmarks" / "results", tmp_path / "benchmarks" / "results")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for code in PY_CELL.findall((REPO / page).read_text()):
         exec(compile(code, page, "exec"), namespace)
-    assert capsys.readouterr().out.strip(), f"{page}: its cells printed nothing"
+    assert capsys.readouterr().out.strip() or any(
+        hasattr(v, "as_raw_html") for v in namespace.values()), f"{page}: its cells printed nothing"

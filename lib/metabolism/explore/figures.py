@@ -170,7 +170,7 @@ def _stamp(fig, summary: dict[str, Any]) -> None:
     line = (f"regime {s.get('regime')}, seed {s.get('seed')}, proposer {', '.join(proposers) or s['proposer']}, "
             f"budget {s['budget']} ({s['slots']} per round), device {metrics.get('device', '?')}, "
             f"commit {str(metrics.get('commit', 'unknown'))[:10]}")
-    fig.text(0.01, 0.005, line, fontsize=6.5, color="0.4", ha="left", va="bottom")
+    fig.text(0.01, 0.005, line, fontsize=8, color="0.4", ha="left", va="bottom")
 
 
 def _short(mutation: dict, sep: str = "\n") -> str:
@@ -213,7 +213,8 @@ def tree_figure(summary: dict[str, Any], annotate: bool | None = None):
     n_leaves = max(1, int(max(x for x, _ in pos.values())) + 1)
     depth = max(d for _, d in pos.values())
     annotate = len(nodes) <= 16 if annotate is None else annotate
-    fig, ax = plt.subplots(figsize=(min(14, max(6.5, (1.1 if annotate else 0.45) * n_leaves + 2.5)), min(9, 1.1 + 0.85 * (depth + 1))))
+    fig, ax = plt.subplots(figsize=(min(8.0, max(6.0, (1.1 if annotate else 0.3) * n_leaves + 2.5)),
+                                    min(6.5, 1.3 + 0.6 * (depth + 1))))
     ok = [n for n in nodes if n["status"] == "ok" and n["score"] is not None]
     utilities = [n["utility"] for n in ok]
     sign = 1 if tree["maximize"] else -1
@@ -227,10 +228,10 @@ def tree_figure(summary: dict[str, Any], annotate: bool | None = None):
             ax.plot([x0, x1], [-y0, -y1], color="0.6", lw=1, zorder=1)
             if annotate and n["mutation"]:  # near the child, where sibling edges are furthest apart
                 t = 0.62
-                ax.text(x0 + t * (x1 - x0), -(y0 + t * (y1 - y0)), _short(n["mutation"]), fontsize=6, color="0.25",
+                ax.text(x0 + t * (x1 - x0), -(y0 + t * (y1 - y0)), _short(n["mutation"]), fontsize=7.5, color="0.25",
                         ha="center", va="center", linespacing=1.0,
                         bbox=dict(fc="white", ec="none", alpha=0.85, pad=0.4), zorder=2)
-    size = 260 if len(nodes) <= 32 else 150
+    size = 300 if len(nodes) <= 32 else 190
     for n in nodes:
         x, y = pos[n["id"]]
         if n["status"] == "ok" and n["score"] is not None:
@@ -238,7 +239,7 @@ def tree_figure(summary: dict[str, Any], annotate: bool | None = None):
         else:
             ax.scatter([x], [-y], s=size, color="0.85", edgecolor="0.5", lw=0.6, marker="X" if n["status"] == "failed"
                        else "o", zorder=3)
-        ax.text(x, -y, str(n["id"]), fontsize=6.5 if len(nodes) <= 32 else 5, ha="center", va="center", zorder=4,
+        ax.text(x, -y, str(n["id"]), fontsize=8 if len(nodes) <= 32 else 7, ha="center", va="center", zorder=4,
                 color="white" if n["status"] == "ok" and n["utility"] is not None and norm(n["utility"]) < 0.5
                 else "black")
     best = summary.get("best")
@@ -320,7 +321,7 @@ def score_figure(summary: dict[str, Any]):
     ax.set_ylabel(s["score_key"])
     ax.set_xticks(sorted({h["iteration"] for h in hist})) if len(hist) <= 20 else None
     order = [k for k in ROLE_COLORS if k in handles] + [k for k in ("failed", "~clipped") if k in handles]
-    ax.legend(handles=[handles[k] for k in order] + lines, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(handles=[handles[k] for k in order] + lines, fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     _stamp(fig, summary)
     return fig
@@ -359,6 +360,24 @@ def replicate_table(rep: dict[str, Any]):
     df["n"] = df["n"].astype(int)
     df["iteration"] = df["iteration"].astype(str)
     return df
+
+
+def replicate_display(rep: dict[str, Any]):
+    """`replicate_table` for reading: a first column naming the row (default, best, their difference), the
+    iteration, every score with the table's decimals and mean ± std (n) in one cell."""
+    import pandas as pd
+
+    from common.numbers import MISSING, decimals_for, fmt, pm
+
+    table = replicate_table(rep)
+    scores = [c for c in table.columns if c not in ("iteration", "mean", "std", "n")]
+    d = decimals_for([v for c in scores for v in table[c].iloc[:2]], 3)
+    out = pd.DataFrame({"configuration": [str(i) for i in table.index],
+                        "iteration": [MISSING if i == "" else str(i) for i in table["iteration"]]})
+    for c in scores:
+        out[c] = [fmt(v, d) for v in table[c]]
+    out["mean ± std (n)"] = [f"{pm(m, s, d)} ({n})" for m, s, n in zip(table["mean"], table["std"], table["n"])]
+    return out
 
 
 def memory_markdown(summary: dict[str, Any], demote: int = 3) -> str:

@@ -8,7 +8,7 @@ parent worse is a refuted hypothesis; keys never varied alone or with mixed effe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.io import write_text
@@ -20,12 +20,15 @@ MAX_LINES = 5
 
 @dataclass
 class Effect:
-    """Aggregated single-key mutation effects: `direction` is +1/-1 (numeric) or the chosen value."""
+    """Aggregated single-key mutation effects: `direction` is +1 (numeric: every delta is the effect of an
+    increase) or the chosen value; `moves` records, per observation, whether the mutation actually raised (+1)
+    or lowered (-1) a numeric key."""
 
     key: str
     direction: object
     deltas: list[float]
     iterations: list[int]
+    moves: list[int | None] = field(default_factory=list)
 
     @property
     def mean(self) -> float:
@@ -61,8 +64,10 @@ def effective(params: dict, base_values: dict) -> dict:
 
 
 def single_key_observations(iterations: list[dict], tree: Tree, space: SearchSpace,
-                            base_values: dict) -> list[tuple[str, object, float, int]]:
-    """(key, direction, utility change vs parent, iteration) for ok children of ok parents with one changed key."""
+                            base_values: dict) -> list[tuple[str, object, float, int, int | None]]:
+    """(key, direction, utility change vs parent, iteration, move) for ok children of ok parents with one changed
+    key: for a numeric key the direction is +1 and the change is that of an increase (sign-flipped when the
+    mutation lowered the key, which `move` = -1 records); for a choice the direction is the value chosen."""
     out = []
     for it in iterations:
         node = tree.nodes.get(it["iteration"])
@@ -78,19 +83,21 @@ def single_key_observations(iterations: list[dict], tree: Tree, space: SearchSpa
         key = changed[0]
         delta = tree.utility(node, clip=False) - tree.utility(parent, clip=False)
         if space.params[key].kind == "choice":
-            out.append((key, after[key], delta, node.id))
+            out.append((key, after[key], delta, node.id, None))
         else:
-            out.append((key, 1, delta if after[key] > before[key] else -delta, node.id))
+            up = after[key] > before[key]
+            out.append((key, 1, delta if up else -delta, node.id, 1 if up else -1))
     return out
 
 
 def effects(iterations: list[dict], tree: Tree, space: SearchSpace, base_values: dict) -> list[Effect]:
     """Single-key effects grouped by key (numeric: signed as 'increasing') or by key and value (choices)."""
     groups: dict[tuple, Effect] = {}
-    for key, direction, delta, i in single_key_observations(iterations, tree, space, base_values):
+    for key, direction, delta, i, move in single_key_observations(iterations, tree, space, base_values):
         eff = groups.setdefault((key, direction), Effect(key, direction, [], []))
         eff.deltas.append(delta)
         eff.iterations.append(i)
+        eff.moves.append(move)
     return sorted(groups.values(), key=lambda e: (-abs(e.mean), e.key))
 
 
@@ -116,6 +123,16 @@ def refuted(iterations: list[dict], tree: Tree) -> list[tuple[dict, float | None
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
+
+
+def _seen_once(e: Effect) -> str:
+    """One observation in words, as the mutation was made: which way the key moved and what the score did."""
+    if not e.numeric:
+        return f"- {e.statement()}? seen once (it {e.iterations[0]}: {e.deltas[0]:+.3g})"
+    move = e.moves[0] if e.moves else 1
+    change = e.deltas[0] * move
+    return (f"- {e.key}: {'raised' if move > 0 else 'lowered'} alone once (it {e.iterations[0]}), which "
+            f"{'improved' if change > 0 else 'worsened'} the score by {abs(change):.3g}")
 
 
 def offline_memory(iterations: list[dict], tree: Tree, space: SearchSpace, base_values: dict,
@@ -153,8 +170,7 @@ def offline_memory(iterations: list[dict], tree: Tree, space: SearchSpace, base_
     never = [k for k in space.keys() if k not in seen]
     if never:
         open_q.append(f"- never varied alone: {', '.join(never)}")
-    open_q += [f"- {e.key}: no effect in a single try (it {e.iterations[0]})" if e.null else
-               f"- {e.statement()}? seen once (it {e.iterations[0]}: {e.deltas[0]:+.3g})"
+    open_q += [f"- {e.key}: no effect in a single try (it {e.iterations[0]})" if e.null else _seen_once(e)
                for e in effs if len(e.deltas) == 1]
     lines += open_q[:MAX_LINES] or ["- none"]
     return "\n".join(lines) + "\n"
