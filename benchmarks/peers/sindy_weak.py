@@ -70,7 +70,7 @@ def monomials(net):
         key_to_col[((i, 1),)] = i + 1
     rcol = []
     for r in net.reactions:
-        powers = {idx[s]: int(round(v)) for s, v in r.reactants.items()}
+        powers = {idx[s]: (int(v) if float(v).is_integer() else float(v)) for s, v in r.reactants.items()}
         key = tuple(sorted(powers.items()))
         if key not in key_to_col:
             key_to_col[key] = len(cols)

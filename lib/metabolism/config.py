@@ -168,7 +168,9 @@ class UncertaintyConfig(_Section):
 
 
 def _fit_training() -> "TrainingConfig":
-    return TrainingConfig(steps=1000, lbfgs_steps=50)
+    """The run defaults with a longer L-BFGS polish: on E. coli core (clean data, seed 901) 1,000 Adam and 50
+    L-BFGS steps left R^2 of log k at 0.85, 3,000 and 100 reached 0.998."""
+    return TrainingConfig(steps=3000, lbfgs_steps=100)
 
 
 class FitConfig(_Section):

@@ -108,6 +108,7 @@ class WindowData:
         self.y = torch.as_tensor(wf.y, **kw)
         self.sub_grid = torch.linspace(self.log_lo, self.log_hi, sub_size, **kw).exp()
         self.node_grid = torch.linspace(0.0, self.hi, node_size, **kw)
+        self.c = torch.as_tensor(c, **kw) if N <= node_size else None  # few nodes: the node MLP at the nodes
 
     @property
     def n_rows(self) -> int:
@@ -130,6 +131,8 @@ class WindowData:
         else:
             phi = torch.zeros(self.n_nodes, self.m, dtype=read.dtype, device=read.device)
             phi = phi.index_add(1, self.edge_reaction, read.exp())
+        if self.c is not None:
+            return phi, model.node_term(self.c)
         node_table = model.node_term(self.node_grid.unsqueeze(-1).expand(-1, self.n)).T.reshape(-1, 1)
         node = self.node_map(node_table).view(self.n_nodes, self.n)
         return phi, node

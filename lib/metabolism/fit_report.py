@@ -1,0 +1,335 @@
+"""What the site says about fits from measurements: tables, a figure and sentences, each computed from the
+committed benchmark results (``benchmarks/metabolism_measurements.py``, ``benchmarks/metabolism_scale.py``).
+
+The targets (issue "Metabolism from measurements"): R^2 of log10 k over the determined reactions >= 0.99 at
+0% and 1% noise, >= 0.95 at 5%; no outlier at 0-1%; at every noise level at least as accurate as the best
+derivative-based peer and within 0.02 of the mass-action oracle on the same objective; interval coverage of
+the true k between 90% and 98%; the flagged set shrinking as sampling gets denser.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ESTIMATORS = {"gnn": "GNN (integral objective)", "mass-action": "mass-action oracle (same objective)",
+              "fd-ls": "least squares, finite differences", "spline-ls": "least squares, spline derivatives",
+              "pypesto": "pyPESTO + AMICI", "sindy": "weak SINDy", "sindy-stoich": "weak SINDy, S diag(k) imposed"}
+TARGET_R2 = {0.0: 0.99, 0.01: 0.99, 0.05: 0.95}
+DERIVATIVE_PEERS = ("fd-ls", "spline-ls")
+
+
+def load_rows(*paths: str | Path) -> pd.DataFrame:
+    """The benchmark rows of the given result files that exist, as one frame (failed fits keep their error)."""
+    rows = []
+    for p in paths:
+        p = Path(p)
+        if p.exists():
+            rows += json.loads(p.read_text())["rows"]
+    frame = pd.DataFrame(rows)
+    if "error" not in frame:
+        frame["error"] = None
+    return frame
+
+
+def _mean_sd(values: pd.Series, digits: int = 3) -> str:
+    v = values.dropna().to_numpy(float)
+    if v.size == 0:
+        return "–"
+    if v.size == 1:
+        return f"{v[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per network, sampling interval, noise and estimator: mean over seeds of the scores, and the seeds."""
+    ok = rows[rows["error"].isna()]
+    keys = ["network", "dt", "noise", "estimator"]
+    agg = ok.groupby(keys).agg(
+        seeds=("seed", "nunique"), r2_determined=("r2_determined", "mean"),
+        r2_determined_sd=("r2_determined", "std"), r2_all=("r2_all", "mean"), flagged=("flagged", "mean"),
+        outliers=("outliers_determined", "sum"), coverage=("coverage_determined", "mean"),
+        median_error=("median_abs_error", "mean"), seconds=("seconds", "mean"), n_reactions=("n_reactions", "first"))
+    return agg.reset_index()
+
+
+def recovery_table(rows: pd.DataFrame, estimators=("gnn", "mass-action", "fd-ls", "spline-ls")) -> pd.DataFrame:
+    """R^2 of log10 k over the determined reactions (mean ± sd over seeds) and the flagged count, one row per
+    network, sampling interval and noise, one column per estimator."""
+    ok = rows[rows["error"].isna()]
+    out = []
+    for (net, dt, noise), g in ok.groupby(["network", "dt", "noise"]):
+        row = {"network": net, "sampled every": dt, "noise (%)": round(100 * noise)}
+        for est in estimators:
+            e = g[g["estimator"] == est]
+            row[ESTIMATORS[est]] = (f"{_mean_sd(e['r2_determined'])} ({e['flagged'].mean():.0f} flagged)"
+                                    if len(e) else "–")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def targets(rows: pd.DataFrame, estimator: str = "gnn") -> pd.DataFrame:
+    """Every target per condition for one estimator: the value measured and whether it is met."""
+    s = summary(rows)
+    out = []
+    for (net, dt, noise), g in s.groupby(["network", "dt", "noise"]):
+        mine = g[g["estimator"] == estimator]
+        if mine.empty:
+            continue
+        me = mine.iloc[0]
+        oracle = g[g["estimator"] == "mass-action"]
+        peers = g[g["estimator"].isin(DERIVATIVE_PEERS)]
+        best_peer = peers["r2_determined"].max() if len(peers) else np.nan
+        target = TARGET_R2.get(noise)
+        row = {"network": net, "dt": dt, "noise": noise, "seeds": int(me["seeds"]), "r2": me["r2_determined"],
+               "r2_target": target, "r2_met": bool(target is not None and me["r2_determined"] >= target),
+               "outliers": int(me["outliers"]), "outliers_met": bool(noise > 0.01 or me["outliers"] == 0),
+               "best_derivative_peer_r2": best_peer,
+               "beats_derivative_peers": bool(np.isnan(best_peer) or me["r2_determined"] >= best_peer),
+               "oracle_r2": oracle["r2_determined"].iloc[0] if len(oracle) else np.nan,
+               "coverage": me["coverage"], "coverage_met": bool(0.90 <= me["coverage"] <= 0.98),
+               "flagged": me["flagged"]}
+        row["within_oracle"] = bool(np.isnan(row["oracle_r2"]) or row["oracle_r2"] - row["r2"] <= 0.02)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def flagged_shrinks(rows: pd.DataFrame, estimator: str = "gnn") -> pd.DataFrame:
+    """Flagged reactions at sampling 1.0 against 0.1, per network and noise (the set must shrink)."""
+    s = summary(rows)
+    s = s[s["estimator"] == estimator]
+    out = []
+    for (net, noise), g in s.groupby(["network", "noise"]):
+        by_dt = dict(zip(g["dt"], g["flagged"]))
+        if 0.1 in by_dt and 1.0 in by_dt:
+            out.append({"network": net, "noise": noise, "flagged_dt_1.0": by_dt[1.0], "flagged_dt_0.1": by_dt[0.1],
+                        "shrinks": by_dt[0.1] <= by_dt[1.0]})
+    return pd.DataFrame(out)
+
+
+def sentences(rows: pd.DataFrame, estimator: str = "gnn") -> list[str]:
+    """The findings in words, each computed from the results (nothing here is typed by hand)."""
+    t = targets(rows, estimator)
+    if t.empty:
+        return ["No benchmark results are committed yet."]
+    out = []
+    scored = t[t["r2_target"].notna()]
+    met = scored[scored["r2_met"]]
+    out.append(f"The GNN meets the accuracy target (R² of log10 k over the determined reactions at least 0.99 "
+               f"at 0–1% noise, 0.95 at 5%) in {len(met)} of {len(scored)} conditions"
+               + ("." if len(met) == len(scored) else "; it falls short in "
+                  + ", ".join(f"{r.network} sampled every {r.dt:g} at {r.noise:.0%} noise (R² {r.r2:.3f})"
+                              for r in scored[~scored["r2_met"]].itertuples()) + "."))
+    within = t[t["within_oracle"]]
+    out.append(f"It is within 0.02 of the mass-action oracle on the same objective in {len(within)} of {len(t)} "
+               f"conditions, and at least as accurate as the better derivative-based least squares in "
+               f"{int(t['beats_derivative_peers'].sum())} of {len(t)}.")
+    cov = t["coverage"].dropna()
+    if len(cov):
+        out.append(f"Its 95% intervals cover the true k in {cov.min():.0%} to {cov.max():.0%} of the determined "
+                   f"reactions (target 90–98%; met in {int(t['coverage_met'].sum())} of {len(t)} conditions).")
+    f = flagged_shrinks(rows, estimator)
+    if len(f):
+        out.append(f"Denser sampling determines more reactions: the flagged set is no larger at 0.1 than at 1.0 "
+                   f"in {int(f['shrinks'].sum())} of {len(f)} network and noise conditions.")
+    return out
+
+
+def peers_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The estimators on the peers' subset of conditions: accuracy and wall time side by side."""
+    ok = rows[rows["error"].isna()]
+    peer_keys = ok[ok["estimator"] == "pypesto"][["network", "seed", "dt", "noise"]].drop_duplicates()
+    if peer_keys.empty:
+        peer_keys = ok[ok["estimator"].isin(["sindy", "sindy-stoich"])][["network", "seed", "dt", "noise"]]
+        peer_keys = peer_keys.drop_duplicates()
+    sub = ok.merge(peer_keys, on=["network", "seed", "dt", "noise"])
+    out = []
+    for r in sub.itertuples():
+        out.append({"network": r.network, "noise (%)": round(100 * r.noise), "sampled every": r.dt,
+                    "estimator": ESTIMATORS.get(r.estimator, r.estimator),
+                    "R² log10 k (determined)": r.r2_determined, "flagged": r.flagged,
+                    "outliers": r.outliers_determined, "wall time (s)": r.seconds})
+    return pd.DataFrame(out)
+
+
+def speed_ratio(rows: pd.DataFrame) -> dict | None:
+    """pyPESTO's wall time over the GNN's, and both accuracies, on the same data (one run each)."""
+    ok = rows[rows["error"].isna()]
+    p = ok[ok["estimator"] == "pypesto"]
+    if p.empty:
+        return None
+    out = []
+    for r in p.itertuples():
+        g = ok[(ok["network"] == r.network) & (ok["seed"] == r.seed) & (ok["dt"] == r.dt) & (ok["noise"] == r.noise)
+               & (ok["estimator"] == "gnn")]
+        if len(g):
+            out.append({"noise": r.noise, "ratio": r.seconds / g["seconds"].iloc[0], "pypesto_r2": r.r2_all,
+                        "gnn_r2": g["r2_determined"].iloc[0], "gnn_r2_all": g["r2_all"].iloc[0]})
+    return {"conditions": out} if out else None
+
+
+def scale_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """The scaling benchmark's rows and its power laws (empty when it has not run)."""
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame(), {}
+    data = json.loads(path.read_text())
+    frame = pd.DataFrame([r for r in data["rows"] if "error" not in r])
+    return frame, data.get("power_laws_in_reactions", {})
+
+
+def recovery_figure(rows: pd.DataFrame):
+    """R^2 of log10 k (determined reactions) against noise, one panel per network and sampling interval."""
+    import matplotlib.pyplot as plt
+
+    s = summary(rows)
+    panels = sorted({(n, dt) for n, dt in zip(s["network"], s["dt"])})
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(2.6 * max(len(panels), 1), 2.8), sharey=True,
+                             squeeze=False)
+    for ax, (net, dt) in zip(axes[0], panels):
+        g = s[(s["network"] == net) & (s["dt"] == dt)]
+        for est in ("gnn", "mass-action", "fd-ls", "spline-ls"):
+            e = g[g["estimator"] == est].sort_values("noise")
+            if len(e):
+                ax.plot(100 * e["noise"], e["r2_determined"].clip(lower=0), marker="o", ms=3,
+                        label=ESTIMATORS[est].split(" (")[0].replace("least squares, ", "LS, "))
+        ax.set_title(f"{net.replace('_', ' ')}, every {dt:g}", fontsize=9)
+        ax.set_xlabel("noise (%)")
+        ax.set_ylim(0, 1.02)
+        ax.axhline(0.95, color="grey", lw=0.5, ls=":")
+    axes[0][0].set_ylabel("R² of log10 k (determined)")
+    axes[0][-1].legend(frameon=False, fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def example(network: str, seed: int, noise: float, dt: float, n_experiments: int, t_end: float,
+            work_dir: str | Path, overrides: list[str] | None = None, progress: bool = False) -> dict:
+    """One data set of the benchmark's design, fitted by the GNN, the mass-action oracle and the
+    finite-difference least squares: their k with intervals and scores (the notebook's worked example)."""
+    from . import massaction as ma
+    from . import weakform as wfm
+    from .config import load_config, load_fit_config
+    from .evaluate import r2_identity
+    from .fit import K_FLOOR, fit_data
+    from .importers import load_network
+    from .network import generate_network
+    from .synthetic import draw_kinetics, make_problem
+
+    if network.startswith("regime:"):
+        cfg = load_config(regime=network[len("regime:"):], seed=seed)
+        net, report = generate_network(cfg.network, seed), None
+    else:
+        stoich, report = load_network(network)
+        net = draw_kinetics(stoich, seed)
+    pb = make_problem(net, n_experiments, t_end, dt, noise, seed=seed)
+    out: dict = {"network": network, "seed": seed, "noise": noise, "dt": dt, "n_experiments": n_experiments,
+                 "t_end": t_end, "n_metabolites": net.n_metabolites, "n_reactions": net.n_reactions,
+                 "k_true": net.k, "fits": {}}
+    if report is not None:
+        out["import"] = report.counts()
+    for est in ("gnn", "mass-action"):
+        res = fit_data(net, pb.data, load_fit_config(overrides=[f"estimator={est}", *(overrides or [])]),
+                       out=Path(work_dir) / est, progress=progress, import_report=report)
+        out["fits"][est] = {"k": res.k, "lo": res.intervals.lo, "hi": res.intervals.hi,
+                            "flagged": res.intervals.flagged, "seconds": sum(res.report["timing"].values()),
+                            "device": res.report["device"], "commit": res.report["commit"]}
+    c, d = wfm.finite_differences(pb.data)
+    lin = ma.fit_linear(net, ma.derivative_design(net, c, d))
+    out["fits"]["fd-ls"] = {"k": np.maximum(lin.k, K_FLOOR), "lo": lin.intervals.lo, "hi": lin.intervals.hi,
+                            "flagged": lin.intervals.flagged | (lin.k <= 0), "seconds": None}
+    lt = np.log10(net.k)
+    for est, f in out["fits"].items():
+        ll = np.log10(np.maximum(f["k"], K_FLOOR))
+        det = ~f["flagged"]
+        f["r2_determined"] = r2_identity(lt[det], ll[det]) if det.sum() > 2 else None
+        f["r2_all"] = r2_identity(lt, ll)
+        f["outliers"] = int((np.abs(ll - lt)[det] > 0.3).sum())
+        f["coverage"] = float(((net.k >= f["lo"]) & (net.k <= f["hi"]))[det].mean()) if det.any() else None
+    return out
+
+
+def example_table(ex: dict) -> pd.DataFrame:
+    """The example's estimators side by side (display strings)."""
+    from common.numbers import fmt
+
+    rows = []
+    for est, f in ex["fits"].items():
+        rows.append({"estimator": ESTIMATORS[est], "R² log10 k (determined)": fmt(f["r2_determined"], 4),
+                     "R² (all)": fmt(f["r2_all"], 3), "flagged": str(int(f["flagged"].sum())),
+                     "outliers": str(f["outliers"]),
+                     "95% coverage": "–" if f["coverage"] is None else f"{100 * f['coverage']:.0f}%",
+                     "wall time (s)": "–" if f["seconds"] is None else fmt(f["seconds"], 0)})
+    return pd.DataFrame(rows)
+
+
+def example_figure(ex: dict):
+    """Learned against true log10 k with the 95% intervals, one panel per estimator."""
+    import matplotlib.pyplot as plt
+
+    fits = ex["fits"]
+    fig, axes = plt.subplots(1, len(fits), figsize=(2.7 * len(fits), 2.7), sharex=True, sharey=True)
+    lt = np.log10(ex["k_true"])
+    for ax, (est, f) in zip(np.atleast_1d(axes), fits.items()):
+        ll = np.log10(f["k"])
+        lo, hi = np.log10(np.maximum(f["lo"], 1e-12)), np.log10(np.maximum(f["hi"], 1e-12))
+        det = ~f["flagged"]
+        ax.errorbar(lt[det], ll[det], yerr=[ll[det] - lo[det], hi[det] - ll[det]], fmt="o", ms=2.5, lw=0.6,
+                    label="determined")
+        if (~det).any():
+            ax.plot(lt[~det], np.clip(ll[~det], lt.min() - 1, lt.max() + 1), "x", ms=3, color="grey",
+                    label="flagged")
+        span = [lt.min() - 0.2, lt.max() + 0.2]
+        ax.plot(span, span, "k:", lw=0.8)
+        ax.set_title(ESTIMATORS[est].split(" (")[0].replace("least squares, ", "LS, "), fontsize=9)
+        ax.set_xlabel("true log10 k")
+        ax.set_ylim(lt.min() - 1, lt.max() + 1)
+    np.atleast_1d(axes)[0].set_ylabel("estimated log10 k")
+    np.atleast_1d(axes)[0].legend(frameon=False, fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def targets_display(t: pd.DataFrame) -> pd.DataFrame:
+    """``targets`` as display strings, one row per condition."""
+    from common.numbers import fmt
+
+    yes = {True: "yes", False: "**no**"}
+    return pd.DataFrame([{
+        "network": r.network, "every": f"{r.dt:g}", "noise (%)": f"{100 * r.noise:.0f}", "seeds": str(r.seeds),
+        "GNN R²": fmt(r.r2, 3), "target": "–" if r.r2_target is None or np.isnan(r.r2_target) else fmt(r.r2_target, 2),
+        "met": "–" if r.r2_target is None or np.isnan(r.r2_target) else yes[r.r2_met],
+        "oracle R²": fmt(r.oracle_r2, 3), "within 0.02": yes[r.within_oracle],
+        "best derivative LS": fmt(r.best_derivative_peer_r2, 3), "as good": yes[r.beats_derivative_peers],
+        "coverage": "–" if np.isnan(r.coverage) else f"{100 * r.coverage:.0f}%", "flagged": fmt(r.flagged, 0)}
+        for r in t.itertuples()])
+
+
+def scale_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """The scaling benchmark as display strings."""
+    from common.numbers import fmt
+
+    if frame.empty:
+        return frame
+    return pd.DataFrame([{
+        "metabolites": fmt(r.n_metabolites, 0), "reactions": fmt(r.n_reactions, 0), "simulate (s)": fmt(r.simulate_s, 1),
+        "objective (s)": fmt(r.objective_s, 1), "mass-action fit (s)": fmt(r.mass_action_s, 1),
+        "GNN step (s)": fmt(r.gnn_step_s, 3), "GNN fit (min, extrapolated)": fmt(r.gnn_fit_s_extrapolated / 60, 1),
+        "peak memory (GB)": fmt(r.peak_mb / 1024, 2)} for r in frame.itertuples()])
+
+
+def scale_sentence(frame: pd.DataFrame, laws: dict) -> str:
+    """How the cost grows, and what the genome-scale fit costs, from the measured rows and power laws."""
+    if frame.empty:
+        return "The scaling benchmark has not run yet."
+    big = frame.sort_values("n_reactions").iloc[-1]
+    text = (f"At the largest size measured ({big.n_metabolites:,} metabolites, {big.n_reactions:,} reactions) one "
+            f"GNN training step takes {big.gnn_step_s:.2f} s on one CPU thread, so a fit with the default "
+            f"budget takes about {big.gnn_fit_s_extrapolated / 60:.0f} min; the mass-action least squares "
+            f"takes {big.mass_action_s:.1f} s, and the process peaks at {big.peak_mb / 1024:.1f} GB.")
+    if "gnn_step_s" in laws:
+        text += (f" Over {len(frame)} sizes the step time grows as (reactions)^{laws['gnn_step_s']['exponent']:.2f}"
+                 f" and the peak memory as (reactions)^{laws['peak_mb']['exponent']:.2f}.")
+    return text
