@@ -20,6 +20,20 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override one config value; repeatable")
     p.add_argument("--out", type=Path, required=True, help="run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads(p)
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: on a loaded 2-core machine two threads per job fell from "
+                   "21 to under 1 training step/s)")
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    import torch
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
 
 
 def _config(args: argparse.Namespace, phase: str) -> RunConfig:
@@ -49,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_explore_args(sub.add_parser("explore", help="closed-loop exploration of training settings (resumes)"))
     _add_fit_args(sub.add_parser("fit", help="rate constants from a network and measured concentrations (resumes)"))
     args = parser.parse_args(argv)
+    _set_threads(args)
     if args.command == "fit":
         return _fit(args)
     if args.command == "regimes":
@@ -177,6 +192,7 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
                    help="override one fit-config value; repeatable")
     p.add_argument("--unit", help="concentration unit, when the data do not state it")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_threads(p)
 
 
 def _fit(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from common.device import get_device
 from common.io import atomic_path, write_json, write_npz, write_text
 from common.provenance import device_name, git_commit
 from . import massaction as ma
@@ -86,11 +87,6 @@ def resolve_window(cfg: FitConfig, data: Measurements) -> int:
 def _build(cfg: FitConfig, data: Measurements, window: int) -> wfm.WeakForm:
     w = cfg.weakform
     return wfm.build(data, window=window, stride=w.stride, nodes=w.nodes, smoothing=w.smoothing, log=w.log)
-
-
-def _device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                        ("cpu" if name == "auto" else name))
 
 
 def _data_digest(stoich: Stoichiometry, data: Measurements) -> str:
@@ -208,7 +204,7 @@ def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = 
     window = resolve_window(cfg, data)
     wf = _build(cfg, data, window)
     timing["objective"] = time.perf_counter() - t0
-    device = _device(cfg.device)
+    device = get_device(cfg.device)
     uc = cfg.uncertainty
     model = None
     functions: dict = {}

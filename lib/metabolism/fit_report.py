@@ -17,6 +17,8 @@ import pandas as pd
 ESTIMATORS = {"gnn": "GNN (integral objective)", "mass-action": "mass-action oracle (same objective)",
               "fd-ls": "least squares, finite differences", "spline-ls": "least squares, spline derivatives",
               "pypesto": "pyPESTO + AMICI", "sindy": "weak SINDy", "sindy-stoich": "weak SINDy, S diag(k) imposed"}
+SHORT = {"gnn": "GNN", "mass-action": "oracle", "fd-ls": "LS, finite diff.", "spline-ls": "LS, spline",
+         "pypesto": "pyPESTO", "sindy": "SINDy", "sindy-stoich": "SINDy, S diag(k)"}
 TARGET_R2 = {0.0: 0.99, 0.01: 0.99, 0.05: 0.95}
 DERIVATIVE_PEERS = ("fd-ls", "spline-ls")
 
@@ -61,11 +63,10 @@ def recovery_table(rows: pd.DataFrame, estimators=("gnn", "mass-action", "fd-ls"
     ok = rows[rows["error"].isna()]
     out = []
     for (net, dt, noise), g in ok.groupby(["network", "dt", "noise"]):
-        row = {"network": net, "sampled every": dt, "noise (%)": round(100 * noise)}
+        row = {"network": net.replace("_", " "), "every": f"{dt:g}", "noise (%)": f"{100 * noise:.0f}"}
         for est in estimators:
             e = g[g["estimator"] == est]
-            row[ESTIMATORS[est]] = (f"{_mean_sd(e['r2_determined'])} ({e['flagged'].mean():.0f} flagged)"
-                                    if len(e) else "–")
+            row[SHORT[est]] = (f"{_mean_sd(e['r2_determined'])} ({e['flagged'].mean():.0f})" if len(e) else "–")
         out.append(row)
     return pd.DataFrame(out)
 
@@ -147,8 +148,8 @@ def peers_table(rows: pd.DataFrame) -> pd.DataFrame:
     sub = ok.merge(peer_keys, on=["network", "seed", "dt", "noise"])
     out = []
     for r in sub.itertuples():
-        out.append({"network": r.network, "noise (%)": round(100 * r.noise), "sampled every": r.dt,
-                    "estimator": ESTIMATORS.get(r.estimator, r.estimator),
+        out.append({"network": r.network.replace("_", " "), "noise (%)": round(100 * r.noise),
+                    "sampled every": r.dt, "estimator": ESTIMATORS.get(r.estimator, r.estimator),
                     "R² log10 k (determined)": r.r2_determined, "flagged": r.flagged,
                     "outliers": r.outliers_determined, "wall time (s)": r.seconds})
     return pd.DataFrame(out)
@@ -296,13 +297,16 @@ def targets_display(t: pd.DataFrame) -> pd.DataFrame:
     """``targets`` as display strings, one row per condition."""
     from common.numbers import fmt
 
-    yes = {True: "yes", False: "**no**"}
+    def target(r) -> str:
+        if r.r2_target is None or np.isnan(r.r2_target):
+            return "–"
+        return f"≥ {r.r2_target:.2f}: " + ("met" if r.r2_met else "**not met**")
+
     return pd.DataFrame([{
-        "network": r.network, "every": f"{r.dt:g}", "noise (%)": f"{100 * r.noise:.0f}", "seeds": str(r.seeds),
-        "GNN R²": fmt(r.r2, 3), "target": "–" if r.r2_target is None or np.isnan(r.r2_target) else fmt(r.r2_target, 2),
-        "met": "–" if r.r2_target is None or np.isnan(r.r2_target) else yes[r.r2_met],
-        "oracle R²": fmt(r.oracle_r2, 3), "within 0.02": yes[r.within_oracle],
-        "best derivative LS": fmt(r.best_derivative_peer_r2, 3), "as good": yes[r.beats_derivative_peers],
+        "network": r.network.replace("_", " "), "every": f"{r.dt:g}", "noise (%)": f"{100 * r.noise:.0f}",
+        "GNN R²": fmt(r.r2, 3), "target": target(r),
+        "oracle R²": fmt(r.oracle_r2, 3) + ("" if r.within_oracle else " **(> 0.02 better)**"),
+        "best LS R²": fmt(r.best_derivative_peer_r2, 3) + ("" if r.beats_derivative_peers else " **(better)**"),
         "coverage": "–" if np.isnan(r.coverage) else f"{100 * r.coverage:.0f}%", "flagged": fmt(r.flagged, 0)}
         for r in t.itertuples()])
 
@@ -333,3 +337,52 @@ def scale_sentence(frame: pd.DataFrame, laws: dict) -> str:
         text += (f" Over {len(frame)} sizes the step time grows as (reactions)^{laws['gnn_step_s']['exponent']:.2f}"
                  f" and the peak memory as (reactions)^{laws['peak_mb']['exponent']:.2f}.")
     return text
+
+
+def peers_display(table: pd.DataFrame) -> pd.DataFrame:
+    """``peers_table`` as display strings."""
+    from common.numbers import fmt
+
+    if table.empty:
+        return table
+    out = table.copy()
+    out["R² log10 k (determined)"] = [fmt(v, 3) for v in table["R² log10 k (determined)"]]
+    out["wall time (s)"] = [fmt(v, 0) for v in table["wall time (s)"]]
+    for col in ("flagged", "outliers", "noise (%)"):
+        out[col] = [fmt(v, 0) for v in table[col]]
+    out["sampled every"] = [f"{v:g}" for v in table["sampled every"]]
+    return out
+
+
+def speed_sentence(rows: pd.DataFrame) -> str:
+    """pyPESTO + AMICI against the GNN on the same data, as a ratio of wall times, with both accuracies."""
+    r = speed_ratio(rows)
+    if r is None:
+        return ("pyPESTO + AMICI has no finished run on the benchmark's data yet, so the speed and accuracy "
+                "comparison with it is not made.")
+    parts = [f"at {c['noise']:.0%} noise pyPESTO + AMICI took {c['ratio']:.1f}x the GNN's wall time and reached "
+             f"R² {c['pypesto_r2']:.3f} over all reactions, the GNN {c['gnn_r2_all']:.3f} over all and "
+             f"{c['gnn_r2']:.3f} over the determined ones" for c in r["conditions"]]
+    return "On the same E. coli core data, " + "; ".join(parts) + "."
+
+
+def example_provenance(ex: dict, profile: str) -> pd.DataFrame:
+    """Where the worked example came from: profile, network, design, seed, device, commit."""
+    gnn = ex["fits"]["gnn"]
+    items = [("profile", profile), ("network", f"`{ex['network']}` ({ex['n_metabolites']} metabolites, "
+                                               f"{ex['n_reactions']} reactions)"),
+             ("design", f"{ex['n_experiments']} experiments of {ex['t_end']:g} time units, sampled every "
+                        f"{ex['dt']:g}, {ex['noise']:.0%} relative noise"),
+             ("seed", str(ex["seed"])), ("simulator", "scipy solve_ivp LSODA"), ("device", gnn["device"]),
+             ("commit", f"`{gnn['commit']}`")]
+    return pd.DataFrame(items, columns=["", "value"])
+
+
+def summary_numbers(ex: dict, rows: pd.DataFrame, scale: pd.DataFrame, laws: dict, profile: str) -> dict:
+    """The numbers the pages quote, for the notebook's results file."""
+    t = targets(rows)
+    return {"profile": profile, "network": ex["network"], "noise": ex["noise"], "dt": ex["dt"], "seed": ex["seed"],
+            "example": {est: {k: f[k] for k in ("r2_determined", "r2_all", "outliers", "coverage")}
+                        | {"flagged": int(f["flagged"].sum())} for est, f in ex["fits"].items()},
+            "benchmark_conditions": int(len(t)), "targets_met": int(t["r2_met"].sum()) if len(t) else 0,
+            "scale_sizes": int(len(scale)), "power_laws": laws}

@@ -14,6 +14,7 @@ import torch
 
 from . import evaluate as ev
 from .config import RunConfig, dump_config, load_config
+from common.device import get_device
 from common.io import write_json, write_npz, write_text
 from common.provenance import git_commit
 from .model import MetabolismGNN
@@ -26,10 +27,8 @@ SYSTEM, LEARNED, METRICS, FIGURES, CHECKPOINT, CONFIG = (
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """The GPU when one is present (or asked for), else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The GPU when one is present (or asked for), else the CPU (``common.device.get_device``)."""
+    return get_device(name)
 
 
 def _dtype(cfg: RunConfig) -> torch.dtype:

@@ -38,7 +38,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -50,6 +49,7 @@ import numpy as np
 import torch
 from rdkit import Chem, RDLogger
 
+from common.io import atomic_path, save_torch
 from .features import ATOM_VOCAB, DEFAULT_ATOM_FEATURES, AtomFeatureSpec
 
 RDLogger.DisableLog("rdApp.*")
@@ -413,27 +413,19 @@ def fetch_zinc250k(
         raise FileNotFoundError(f"ZINC250k CSV not found at {dest}.\n{how_to}")
     cache_dir.mkdir(parents=True, exist_ok=True)
     fetch = fetch or _default_fetch
-    fd, tmp = tempfile.mkstemp(prefix=".zinc250k.", suffix=".part", dir=cache_dir)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
+    with atomic_path(dest, suffix=".part") as tmp:
         try:
             fetch(url, tmp)
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             raise FileNotFoundError(
                 f"ZINC250k CSV not found at {dest} and downloading {url} failed ({e}).\n{how_to}"
             ) from e
-        os.chmod(tmp, 0o644)
         digest = _sha256_file(tmp)
         if digest != sha256:
             raise ValueError(
                 f"checksum mismatch for ZINC250k downloaded from {url}: sha256 {digest}, "
                 f"expected {sha256}; the file was not kept."
             )
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return dest
 
 
@@ -501,19 +493,6 @@ def _file_identity(paths: Sequence[Path]) -> list:
         st = os.stat(p)
         out.append([str(Path(p).resolve()), st.st_size, int(st.st_mtime)])
     return out
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _encode_many(smiles: Sequence[str], name: str, charges: str, spec: AtomFeatureSpec):
@@ -770,7 +749,7 @@ def load_dataset(
         blob.update(atom_features=list(spec.names), E_train=torch.from_numpy(Etr), E_test=torch.from_numpy(Ete))
     if use_cache:
         try:
-            _atomic_torch_save(blob, cache_file)
+            save_torch(blob, cache_file)
         except OSError as e:  # read-only location: still return the data
             if verbose:
                 print(f"[molgen.data] could not write cache {cache_file}: {e}")

@@ -39,7 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 from rdkit import Chem, RDLogger
 
-from common.io import write_npz
+from common.io import atomic_path, write_npz
 
 RDLogger.DisableLog("rdApp.*")
 
@@ -467,19 +467,8 @@ def nspdk_mmd(
         Fy = feats(_to_graph_list(ref))
         if path is not None:
             try:
-                import os
-                import tempfile
-
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-                os.close(fd)
-                try:
+                with atomic_path(path, suffix=".tmp.npz") as tmp:
                     sp.save_npz(tmp, Fy.tocsr())
-                    os.chmod(tmp, 0o644)
-                    os.replace(tmp, path)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
             except OSError:
                 pass
     if key:

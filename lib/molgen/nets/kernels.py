@@ -17,12 +17,13 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+
+from common.io import atomic_path
 
 SOURCE = Path(__file__).with_name("gmh_kernel.cpp")
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno", "-fno-trapping-math",
@@ -84,20 +85,13 @@ def build(verbose: bool = False) -> Path:
     out = _cache_dir() / f"gmh_{key}.so"
     if out.is_file():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so")
-    os.close(fd)
-    try:
-        cmd = [cxx, *FLAGS, str(SOURCE), "-o", tmp]
+    with atomic_path(out, suffix=".so") as tmp:
+        cmd = [cxx, *FLAGS, str(SOURCE), "-o", str(tmp)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"compiling {SOURCE.name} failed:\n{' '.join(cmd)}\n{res.stderr[-2000:]}")
         if verbose:
             print(" ".join(cmd))
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out
 
 
