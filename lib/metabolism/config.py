@@ -140,7 +140,7 @@ class WeakFormConfig(_Section):
     """The integral objective (``metabolism.weakform``: why these choices)."""
 
     window: int | Literal["auto"] = Field(
-        "auto", description="sample intervals per window; auto: an eighth of an experiment's samples, 8 to 64")
+        "auto", description="sample intervals per window; auto: twice the data's time scale (fit.resolve_window)")
     stride: PositiveInt | None = Field(None, description="sample intervals between window starts (None: a quarter window)")
     nodes: PositiveInt = Field(2, description="Gauss-Legendre nodes per sample interval")
     smoothing: Literal["auto", "none"] | float = Field(

@@ -1,11 +1,12 @@
-"""Figures of a fit to measured data: the rate constants with their intervals, and the learned functions."""
+"""Figures of a fit to measured data: the rate constants with their intervals, and the learned functions.
+
+Built with matplotlib's object API (``Figure``), which needs no pyplot backend: a fit writes its PNGs the same
+from a script, a server or a notebook, and leaves the notebook's inline figures alone.
+"""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def fit_figures(result) -> dict:
@@ -13,7 +14,8 @@ def fit_figures(result) -> dict:
     figs = {}
     I = result.intervals
     order = np.argsort(result.k)
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.subplots()
     x = np.arange(order.size)
     det = ~I.flagged[order]
     for sel, colour, label in ((det, "tab:blue", "determined"), (~det, "tab:grey", "not determined")):
@@ -29,7 +31,8 @@ def fit_figures(result) -> dict:
     figs["rate_constants"] = fig
     f = result.functions
     if "substrate" in f:
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2))
+        fig = Figure(figsize=(8, 3.2))
+        a1, a2 = fig.subplots(1, 2)
         for s, curve in zip(f["orders"], f["substrate"]):
             a1.loglog(f["grid"], curve, label=f"learned, order {s:g}")
             a1.loglog(f["grid"], f["grid"] ** s, "k:", lw=0.8)

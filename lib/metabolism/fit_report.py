@@ -186,21 +186,24 @@ def recovery_figure(rows: pd.DataFrame):
     import matplotlib.pyplot as plt
 
     s = summary(rows)
-    panels = sorted({(n, dt) for n, dt in zip(s["network"], s["dt"])})
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(2.6 * max(len(panels), 1), 2.8), sharey=True,
+    networks, dts = sorted(set(s["network"])) or ["none"], sorted(set(s["dt"])) or [0.1]
+    fig, axes = plt.subplots(len(networks), len(dts), figsize=(3.2 * len(dts), 2.5 * len(networks)), sharey=True,
                              squeeze=False)
-    for ax, (net, dt) in zip(axes[0], panels):
-        g = s[(s["network"] == net) & (s["dt"] == dt)]
-        for est in ("gnn", "mass-action", "fd-ls", "spline-ls"):
-            e = g[g["estimator"] == est].sort_values("noise")
-            if len(e):
-                ax.plot(100 * e["noise"], e["r2_determined"].clip(lower=0), marker="o", ms=3,
-                        label=ESTIMATORS[est].split(" (")[0].replace("least squares, ", "LS, "))
-        ax.set_title(f"{net.replace('_', ' ')}, every {dt:g}", fontsize=9)
-        ax.set_xlabel("noise (%)")
-        ax.set_ylim(0, 1.02)
-        ax.axhline(0.95, color="grey", lw=0.5, ls=":")
-    axes[0][0].set_ylabel("R² of log10 k (determined)")
+    for r, net in enumerate(networks):
+        for c, dt in enumerate(dts):
+            ax = axes[r][c]
+            g = s[(s["network"] == net) & (s["dt"] == dt)]
+            for est in ("gnn", "mass-action", "fd-ls", "spline-ls"):
+                e = g[g["estimator"] == est].sort_values("noise")
+                if len(e):
+                    ax.plot(100 * e["noise"], e["r2_determined"].clip(lower=0), marker="o", ms=3, label=SHORT[est])
+            ax.set_title(f"{net.replace('_', ' ')}, sampled every {dt:g}", fontsize=9)
+            ax.set_ylim(0, 1.02)
+            ax.axhline(0.95, color="grey", lw=0.5, ls=":")
+            if r == len(networks) - 1:
+                ax.set_xlabel("noise (%)")
+            if c == 0:
+                ax.set_ylabel("R² (determined)")
     axes[0][-1].legend(frameon=False, fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig
@@ -302,6 +305,9 @@ def targets_display(t: pd.DataFrame) -> pd.DataFrame:
             return "–"
         return f"≥ {r.r2_target:.2f}: " + ("met" if r.r2_met else "**not met**")
 
+    columns = ["network", "every", "noise (%)", "GNN R²", "target", "oracle R²", "best LS R²", "coverage", "flagged"]
+    if t.empty:
+        return pd.DataFrame([{c: ("–" if c != "network" else "no GNN results yet") for c in columns}])
     return pd.DataFrame([{
         "network": r.network.replace("_", " "), "every": f"{r.dt:g}", "noise (%)": f"{100 * r.noise:.0f}",
         "GNN R²": fmt(r.r2, 3), "target": target(r),

@@ -18,7 +18,7 @@ from metabolism.measurements import write_measurements
 from metabolism.synthetic import draw_kinetics, make_problem
 
 TOY = Path(__file__).parent / "fixtures" / "toy_network.csv"
-FAST = ["training.steps=300", "training.lbfgs_steps=30", "model.hidden=16", "uncertainty.bootstrap=8",
+FAST = ["training.steps=1000", "model.hidden=16", "uncertainty.bootstrap=8",
         "uncertainty.refit_steps=0"]
 
 
