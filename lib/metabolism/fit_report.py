@@ -19,6 +19,7 @@ ESTIMATORS = {"gnn": "GNN (integral objective)", "mass-action": "mass-action ora
               "pypesto": "pyPESTO + AMICI", "sindy": "weak SINDy", "sindy-stoich": "weak SINDy, S diag(k) imposed"}
 SHORT = {"gnn": "GNN", "mass-action": "oracle", "fd-ls": "LS, finite diff.", "spline-ls": "LS, spline",
          "pypesto": "pyPESTO", "sindy": "SINDy", "sindy-stoich": "SINDy, S diag(k)"}
+COLOURS = {"gnn": "tab:red", "mass-action": "tab:blue", "fd-ls": "tab:orange", "spline-ls": "tab:green"}
 TARGET_R2 = {0.0: 0.99, 0.01: 0.99, 0.05: 0.95}
 DERIVATIVE_PEERS = ("fd-ls", "spline-ls")
 
@@ -196,7 +197,8 @@ def recovery_figure(rows: pd.DataFrame):
             for est in ("gnn", "mass-action", "fd-ls", "spline-ls"):
                 e = g[g["estimator"] == est].sort_values("noise")
                 if len(e):
-                    ax.plot(100 * e["noise"], e["r2_determined"].clip(lower=0), marker="o", ms=3, label=SHORT[est])
+                    ax.plot(100 * e["noise"], e["r2_determined"].clip(lower=0), marker="o", ms=3, label=SHORT[est],
+                            color=COLOURS[est])
             ax.set_title(f"{net.replace('_', ' ')}, sampled every {dt:g}", fontsize=9)
             ax.set_ylim(0, 1.02)
             ax.axhline(0.95, color="grey", lw=0.5, ls=":")
