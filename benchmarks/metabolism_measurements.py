@@ -16,7 +16,9 @@ oscillatory the regime's own single trajectory of 288 time units. Estimators on 
 
 Scores: R^2 of log10 k against y = x over the reactions each estimator's intervals call determined (and
 over all), outliers (|delta log10 k| > 0.3) among them, the flagged count, interval coverage of the true k
-(determined reactions), median |delta log10 k|, wall time. Rows are appended to the JSON as they finish,
+(determined reactions), median |delta log10 k|, wall time and CPU time (``cpu_seconds``: the process's, or
+the peer subprocess's, on one thread; what the estimator costs whatever else shares the machine, so the
+ratios between estimators are taken on it). Rows are appended to the JSON as they finish,
 so the benchmark resumes; ``--only`` restricts the estimators, ``--networks``/``--seeds`` the grid.
 
     python benchmarks/metabolism_measurements.py [--quick]
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -82,19 +85,20 @@ def score(k_true: np.ndarray, k: np.ndarray, flagged: np.ndarray, lo: np.ndarray
 
 
 def derivative_peer(stoich, data, kind: str) -> dict:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     c, d = wfm.finite_differences(data) if kind == "fd-ls" else wfm.spline_derivatives(data)
     fit = ma.fit_linear(stoich, ma.derivative_design(stoich, c, d))
     I = fit.intervals
     return {"k": fit.k, "flagged": I.flagged | (fit.k <= 0), "lo": I.lo, "hi": I.hi,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
 
 def ours(stoich, data, estimator: str, workdir: Path) -> dict:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = fit_data(stoich, data, load_fit_config(overrides=[f"estimator={estimator}"]), out=workdir, progress=False)
     I = res.intervals
     return {"k": res.k, "flagged": I.flagged, "lo": I.lo, "hi": I.hi, "seconds": time.perf_counter() - t0,
+            "cpu_seconds": time.process_time() - c0,
             "training_seconds": res.report["training"]["seconds"], "window": res.report["objective"]["window"]}
 
 
@@ -121,7 +125,7 @@ def peer(kind: str, net, data, noise: float, workdir: Path, starts: int = 10) ->
     cmd = [str(PEERS_PY), str(script), str(workdir), "--out", str(result)]
     if program == "pypesto":
         cmd += ["--starts", str(starts), "--seed", "0"]
-    t0 = time.perf_counter()
+    t0, u0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     if not (kind == "sindy-stoich" and result.exists()):
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
         if proc.returncode != 0:
@@ -129,8 +133,10 @@ def peer(kind: str, net, data, noise: float, workdir: Path, starts: int = 10) ->
     got = json.loads(result.read_text())
     field = "k_stoich" if kind == "sindy-stoich" else "k"
     k = np.array([got[field][p] for p in params])
+    u1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"k": k, "flagged": np.zeros(k.size, bool), "lo": None, "hi": None,
             "seconds": time.perf_counter() - t0, "peer_wall_s": got.get("wall_s"),
+            "cpu_seconds": (u1.ru_utime + u1.ru_stime) - (u0.ru_utime + u0.ru_stime),
             "starts": got.get("starts"), "converged_starts": got.get("converged_starts")}
 
 

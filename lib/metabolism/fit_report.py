@@ -393,4 +393,5 @@ def summary_numbers(ex: dict, rows: pd.DataFrame, scale: pd.DataFrame, laws: dic
             "example": {est: {k: f[k] for k in ("r2_determined", "r2_all", "outliers", "coverage")}
                         | {"flagged": int(f["flagged"].sum())} for est, f in ex["fits"].items()},
             "benchmark_conditions": int(len(t)), "targets_met": int(t["r2_met"].sum()) if len(t) else 0,
+            "findings": sentences(rows), "speed": speed_sentence(rows), "scale": scale_sentence(scale, laws),
             "scale_sizes": int(len(scale)), "power_laws": laws}
