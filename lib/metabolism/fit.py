@@ -187,28 +187,6 @@ def bootstrap(estimate, data: Measurements, cfg: FitConfig, window: int, path: P
     return np.asarray(done).reshape(len(done), -1)
 
 
-def bootstrap_intervals(k: np.ndarray, log_k_boot: np.ndarray, vif: np.ndarray, level: float, threshold: float,
-                        bias_correction: bool) -> tuple[np.ndarray, unc.Intervals]:
-    """The (bias-corrected) estimate and its log-normal interval from bootstrap replicates of log k.
-
-    The replicates scatter about the estimate as the estimate scatters about the truth, including the bias
-    that noise inside the rate terms causes; subtracting their mean shift (``bias_correction``) removes that
-    bias to first order, and their spread gives the interval."""
-    log_k = np.log(np.maximum(k, K_FLOOR))
-    shift = log_k_boot.mean(0) - log_k if bias_correction else np.zeros_like(log_k)
-    centre = log_k - shift
-    sd = log_k_boot.std(0, ddof=1) if log_k_boot.shape[0] > 1 else np.full_like(log_k, np.inf)
-    from scipy import stats
-
-    z = stats.norm.ppf(0.5 + level / 2)
-    k_hat = np.exp(centre)
-    half = z * sd / np.log(10)
-    flagged = ~(half <= threshold) | (k <= K_FLOOR)
-    I = unc.Intervals(k=k_hat, se=sd * k_hat, lo=np.exp(centre - z * sd), hi=np.exp(centre + z * sd),
-                      flagged=flagged, vif=vif, level=level, threshold=threshold)
-    return k_hat, I
-
-
 def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = None, out: str | Path | None = None,
              progress: bool = True, import_report: ImportReport | None = None) -> FitResult:
     """Fit the rate constants of ``stoich`` to ``data`` (objects; ``fit`` reads files). With ``out``, training
@@ -269,7 +247,9 @@ def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = 
         boot_digest = f"{cfg.digest()}-{_data_digest(stoich, data)}"
         boot = bootstrap(estimate, data, cfg, window, out / "bootstrap.npz" if out is not None else None, progress,
                          boot_digest)
-        k_report, intervals = bootstrap_intervals(k, boot, vif, uc.level, uc.threshold, uc.bias_correction)
+        floor = cfg.training.k_floor if cfg.estimator == "gnn" else K_FLOOR  # where each solver clips k
+        k_report, intervals = unc.bootstrap_intervals(k, boot, vif, uc.level, uc.threshold, uc.bias_correction,
+                                                      floor=floor)
         method = f"residual bootstrap, {boot.shape[0]} replicates" + (", bias-corrected" if uc.bias_correction else "")
     else:
         k_report, intervals, method = np.maximum(k, K_FLOOR), sandwich, "cluster-robust sandwich"

@@ -1,10 +1,17 @@
-"""Intervals for rate constants from a least-squares solve, and the flag for those the data do not determine.
+"""Intervals for rate constants, and the flag for those the data do not determine.
 
-The rate constants solve a linear least-squares problem (given the learned functions, or the known mass-action
-form). Residuals of neighbouring rows are correlated (overlapping windows, the smoothing, consecutive
-frames), so the covariance is the cluster-robust sandwich H^-1 (sum_g s_g s_g^T) H^-1 * G / (G - 1), with
-H the normal matrix, s_g the summed score X_r^T e_r of the rows of cluster g (blocks of consecutive rows of
-one experiment) and G the number of clusters: it assumes nothing about the noise's size or shape.
+Two estimates of the spread of log k:
+
+- the residual bootstrap of ``metabolism.fit`` (the default): the data resampled about their smoothed
+  trajectories and the rate constants re-fitted, ``bootstrap_intervals``. The replicates scatter about the
+  estimate as the estimate scatters about the truth, bias included, so their mean shift corrects the bias
+  that noise inside the nonlinear rate terms causes (a comparison on E. coli core, kinetics seed 0, 4
+  experiments sampled every 0.1, 5% noise, window 64, 30 replicates, mass-action least squares: coverage of
+  the 95% intervals 0.78 without the correction, 0.94 with it; R^2 0.973 and 0.980);
+- the cluster-robust sandwich H^-1 (sum_g s_g s_g^T) H^-1 * G / (G - 1) of one least-squares solve, with H
+  the normal matrix, s_g the summed score X_r^T e_r of the rows of cluster g (blocks of consecutive rows of
+  one experiment) and G the number of clusters. It needs many more clusters than parameters, which long
+  windows do not give, and it misses the bias: it under-covered (0.54-0.81 on the same data).
 
 A reaction is flagged as not determined when its 95% interval on log10 k is wider than +-``threshold``
 (0.3: a factor of 2, the outlier threshold of the metrics), or when its estimate is not positive. The
@@ -79,3 +86,24 @@ def intervals(k: np.ndarray, cov: np.ndarray, vif: np.ndarray, level: float = 0.
     half = z * rel / np.log(10)
     flagged = ~(half <= threshold)
     return Intervals(k=k, se=se, lo=lo, hi=hi, flagged=flagged, vif=vif, level=level, threshold=threshold)
+
+
+def bootstrap_intervals(k: np.ndarray, log_k_boot: np.ndarray, vif: np.ndarray, level: float, threshold: float,
+                        bias_correction: bool, floor: float = 1e-12) -> tuple[np.ndarray, Intervals]:
+    """The (bias-corrected) estimate and its log-normal interval from bootstrap replicates of log k.
+
+    The replicates scatter about the estimate as the estimate scatters about the truth, including the bias
+    that noise inside the rate terms causes; subtracting their mean shift (``bias_correction``) removes that
+    bias to first order, and their spread gives the interval."""
+    log_k = np.log(np.maximum(k, floor))
+    shift = log_k_boot.mean(0) - log_k if bias_correction else np.zeros_like(log_k)
+    centre = log_k - shift
+    sd = log_k_boot.std(0, ddof=1) if log_k_boot.shape[0] > 1 else np.full_like(log_k, np.inf)
+    z = stats.norm.ppf(0.5 + level / 2)
+    k_hat = np.exp(centre)
+    half = z * sd / np.log(10)
+    at_floor = (k <= floor * (1 + 1e-9)) | (log_k_boot <= np.log(floor) + 1e-9).any(0)
+    flagged = ~(half <= threshold) | at_floor  # a k clipped at the solver's floor is not determined
+    I = Intervals(k=k_hat, se=sd * k_hat, lo=np.exp(centre - z * sd), hi=np.exp(centre + z * sd),
+                  flagged=flagged, vif=vif, level=level, threshold=threshold)
+    return k_hat, I
