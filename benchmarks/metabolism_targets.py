@@ -9,7 +9,6 @@ printed and written to --out as JSON with the commit, device and parameters.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path

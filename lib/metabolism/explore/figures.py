@@ -63,7 +63,8 @@ def replicate(out: str | Path, seeds: Sequence[int], executor=None, report=print
     """
     from common.io import write_json
     from .executor import run_job
-    from .loop import SETTINGS, ExploreSettings, make_executor
+    from .loop import make_executor
+    from .settings import SETTINGS, ExploreSettings
     from .summary import summarize
 
     out = Path(out)

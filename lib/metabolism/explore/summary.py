@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from .record import LogState, read_log
+from .settings import LOG, MEMORY, SETTINGS, ExploreSettings, tree_from
 
 
 def summarize(out: str | Path) -> dict[str, Any]:
@@ -14,7 +15,6 @@ def summarize(out: str | Path) -> dict[str, Any]:
     with their default values), history (per iteration id: score and best so far), tree (nodes with parent,
     depth, score, UCB; for plotting) and memory (the memory.md text).
     """
-    from .loop import LOG, MEMORY, SETTINGS, ExploreSettings, tree_from
     from .memory import effective
     from .space import SearchSpace, build_config
 
