@@ -97,9 +97,15 @@ def ours(stoich, data, estimator: str, workdir: Path) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     res = fit_data(stoich, data, load_fit_config(overrides=[f"estimator={estimator}"]), out=workdir, progress=False)
     I = res.intervals
+    cpu = time.process_time() - c0
+    training = res.report["training"]
+    # a fit resumed from a checkpoint did part of its work in an earlier process: its accuracy stands, its
+    # seconds here do not, and the speed comparison leaves it out
+    resumed = training["cpu_seconds"] is not None and training["cpu_seconds"] > cpu + 1.0
     return {"k": res.k, "flagged": I.flagged, "lo": I.lo, "hi": I.hi, "seconds": time.perf_counter() - t0,
-            "cpu_seconds": time.process_time() - c0,
-            "training_seconds": res.report["training"]["seconds"], "window": res.report["objective"]["window"]}
+            "cpu_seconds": cpu, "training_seconds": training["seconds"],
+            "training_cpu_seconds": training["cpu_seconds"], "resumed": bool(resumed),
+            "window": res.report["objective"]["window"]}
 
 
 def write_problem(directory: Path, net, data, noise: float) -> list[str]:
@@ -114,9 +120,11 @@ def write_problem(directory: Path, net, data, noise: float) -> list[str]:
     return params
 
 
-def peer(kind: str, net, data, noise: float, workdir: Path, starts: int = 10) -> dict:
+def peer(kind: str, net, data, noise: float, workdir: Path, starts: int = 10,
+         max_seconds: float | None = None) -> dict:
     """Run a peer in its own virtualenv on the problem directory of these data (``sindy-stoich`` reads the
-    ``sindy`` result of the same data when it exists: one fit gives both mappings)."""
+    ``sindy`` result of the same data when it exists: one fit gives both mappings). pyPESTO stops beginning
+    new starts after ``max_seconds`` of wall time; the starts it ran are in the row."""
     program = "pypesto" if kind == "pypesto" else "sindy"
     workdir = workdir.parent / workdir.name.replace(kind, program)
     params = write_problem(workdir, net, data, noise)
@@ -125,6 +133,8 @@ def peer(kind: str, net, data, noise: float, workdir: Path, starts: int = 10) ->
     cmd = [str(PEERS_PY), str(script), str(workdir), "--out", str(result)]
     if program == "pypesto":
         cmd += ["--starts", str(starts), "--seed", "0"]
+        if max_seconds is not None:
+            cmd += ["--max-seconds", f"{max_seconds:g}"]
     t0, u0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     if not (kind == "sindy-stoich" and result.exists()):
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -137,15 +147,16 @@ def peer(kind: str, net, data, noise: float, workdir: Path, starts: int = 10) ->
     return {"k": k, "flagged": np.zeros(k.size, bool), "lo": None, "hi": None,
             "seconds": time.perf_counter() - t0, "peer_wall_s": got.get("wall_s"),
             "cpu_seconds": (u1.ru_utime + u1.ru_stime) - (u0.ru_utime + u0.ru_stime),
-            "starts": got.get("starts"), "converged_starts": got.get("converged_starts")}
+            "starts": got.get("starts"), "converged_starts": got.get("converged_starts"),
+            "starts_asked": starts if program == "pypesto" else None, "max_seconds": max_seconds}
 
 
-def conditions(networks, seeds, estimators) -> list[dict]:
+def conditions(networks, seeds, estimators, noises=NOISES) -> list[dict]:
     out = []
     for seed in seeds:  # seed-major: a partial run covers every condition once
         for name in networks:
             for dt in DTS:
-                for noise in NOISES:
+                for noise in noises:
                     for est in estimators:
                         if est in ("pypesto", "sindy", "sindy-stoich") and not (
                                 name == PEER_SUBSET["network"] and dt == PEER_SUBSET["dt"]
@@ -166,13 +177,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", default=["mass-action", "fd-ls", "spline-ls", "gnn", "pypesto", "sindy",
                                                  "sindy-stoich"])
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--pypesto-starts", type=int, default=10)
+    p.add_argument("--pypesto-max-seconds", type=float, default=None,
+                   help="pyPESTO begins no new start after this many seconds (its row records the starts run)")
+    p.add_argument("--noises", nargs="+", type=float, default=list(NOISES))
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "metabolism_measurements")
     args = p.parse_args(argv)
     existing = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
     done = {key(r) for r in existing["rows"]}
     rows = existing["rows"]
     cache: dict = {}
-    for cond in conditions(args.networks, args.seeds, args.only):
+    for cond in conditions(args.networks, args.seeds, args.only, args.noises):
         if key(cond) in done:
             continue
         ck = (cond["network"], cond["seed"], cond["dt"], cond["noise"])
@@ -189,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             if est in ("fd-ls", "spline-ls"):
                 got = derivative_peer(net, pb.data, est)
             elif est in ("pypesto", "sindy", "sindy-stoich"):
-                got = peer(est, net, pb.data, cond["noise"], work)
+                got = peer(est, net, pb.data, cond["noise"], work, args.pypesto_starts, args.pypesto_max_seconds)
             else:
                 got = ours(net, pb.data, est, work)
             row = {**cond, **score(net.k, got["k"], got["flagged"], got["lo"], got["hi"]),

@@ -26,11 +26,15 @@ DERIVATIVE_PEERS = ("fd-ls", "spline-ls")
 
 def load_rows(*paths: str | Path) -> pd.DataFrame:
     """The benchmark rows of the given result files that exist, as one frame (failed fits keep their error)."""
-    rows = []
+    rows, found = [], False
     for p in paths:
         p = Path(p)
         if p.exists():
+            found = True
             rows += json.loads(p.read_text())["rows"]
+    if not found:
+        raise FileNotFoundError("none of the benchmark's result files exists: " + ", ".join(map(str, paths))
+                                + " (python benchmarks/metabolism_measurements.py writes them)")
     frame = pd.DataFrame(rows)
     if "error" not in frame:
         frame["error"] = None
@@ -140,7 +144,8 @@ def sentences(rows: pd.DataFrame, estimator: str = "gnn") -> list[str]:
 
 
 def peers_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """The estimators on the peers' subset of conditions: accuracy and wall time side by side."""
+    """The estimators on the peers' subset of conditions: accuracy and CPU seconds side by side (none for a fit
+    resumed across processes, whose cost is not whole)."""
     ok = rows[rows["error"].isna()]
     peer_keys = ok[ok["estimator"] == "pypesto"][["network", "seed", "dt", "noise"]].drop_duplicates()
     if peer_keys.empty:
@@ -152,12 +157,24 @@ def peers_table(rows: pd.DataFrame) -> pd.DataFrame:
         out.append({"network": r.network.replace("_", " "), "noise (%)": round(100 * r.noise),
                     "sampled every": r.dt, "estimator": ESTIMATORS.get(r.estimator, r.estimator),
                     "R² log10 k (determined)": r.r2_determined, "flagged": r.flagged,
-                    "outliers": r.outliers_determined, "wall time (s)": r.seconds})
+                    "outliers": r.outliers_determined,
+                    "CPU time (s)": r.cpu_seconds if _complete_cost(r) else np.nan})
     return pd.DataFrame(out)
 
 
+def _complete_cost(row) -> bool:
+    """Whether a row's CPU seconds are the whole fit's: not one resumed from an earlier process's checkpoint
+    (older rows without the flag: training wall time beyond the row's own wall time)."""
+    resumed = getattr(row, "resumed", None)
+    if isinstance(resumed, (bool, np.bool_)):
+        return not resumed
+    training = getattr(row, "training_seconds", None)
+    return training is None or not np.isfinite(training) or training <= row.seconds + 1.0
+
+
 def speed_ratio(rows: pd.DataFrame) -> dict | None:
-    """pyPESTO's wall time over the GNN's, and both accuracies, on the same data (one run each)."""
+    """pyPESTO's CPU seconds over the GNN's, and both accuracies, on the same data (one run each; a GNN fit
+    resumed across processes has no whole cost and is left out)."""
     ok = rows[rows["error"].isna()]
     p = ok[ok["estimator"] == "pypesto"]
     if p.empty:
@@ -166,9 +183,14 @@ def speed_ratio(rows: pd.DataFrame) -> dict | None:
     for r in p.itertuples():
         g = ok[(ok["network"] == r.network) & (ok["seed"] == r.seed) & (ok["dt"] == r.dt) & (ok["noise"] == r.noise)
                & (ok["estimator"] == "gnn")]
-        if len(g):
-            out.append({"noise": r.noise, "ratio": r.seconds / g["seconds"].iloc[0], "pypesto_r2": r.r2_all,
-                        "gnn_r2": g["r2_determined"].iloc[0], "gnn_r2_all": g["r2_all"].iloc[0]})
+        g = [x for x in g.itertuples() if _complete_cost(x)]
+        if g:
+            starts, asked = getattr(r, "starts", None), getattr(r, "starts_asked", None)
+            out.append({"noise": r.noise, "ratio": r.cpu_seconds / g[0].cpu_seconds, "pypesto_r2": r.r2_all,
+                        "pypesto_cpu_s": r.cpu_seconds, "gnn_cpu_s": g[0].cpu_seconds,
+                        "starts": None if starts is None or pd.isna(starts) else int(starts),
+                        "starts_asked": None if asked is None or pd.isna(asked) else int(asked),
+                        "gnn_r2": g[0].r2_determined, "gnn_r2_all": g[0].r2_all})
     return {"conditions": out} if out else None
 
 
@@ -355,7 +377,7 @@ def peers_display(table: pd.DataFrame) -> pd.DataFrame:
         return table
     out = table.copy()
     out["R² log10 k (determined)"] = [fmt(v, 3) for v in table["R² log10 k (determined)"]]
-    out["wall time (s)"] = [fmt(v, 0) for v in table["wall time (s)"]]
+    out["CPU time (s)"] = [fmt(v, 0) if np.isfinite(v) else "–" for v in table["CPU time (s)"]]
     for col in ("flagged", "outliers", "noise (%)"):
         out[col] = [fmt(v, 0) for v in table[col]]
     out["sampled every"] = [f"{v:g}" for v in table["sampled every"]]
@@ -363,14 +385,20 @@ def peers_display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def speed_sentence(rows: pd.DataFrame) -> str:
-    """pyPESTO + AMICI against the GNN on the same data, as a ratio of wall times, with both accuracies."""
+    """pyPESTO + AMICI against the GNN on the same data, as a ratio of CPU seconds, with both accuracies."""
     r = speed_ratio(rows)
     if r is None:
-        return ("pyPESTO + AMICI has no finished run on the benchmark's data yet, so the speed and accuracy "
-                "comparison with it is not made.")
-    parts = [f"at {c['noise']:.0%} noise pyPESTO + AMICI took {c['ratio']:.1f}x the GNN's wall time and reached "
-             f"R² {c['pypesto_r2']:.3f} over all reactions, the GNN {c['gnn_r2_all']:.3f} over all and "
-             f"{c['gnn_r2']:.3f} over the determined ones" for c in r["conditions"]]
+        return ("pyPESTO + AMICI has no finished run beside a whole GNN fit on the benchmark's data yet, so the "
+                "speed and accuracy comparison with it is not made.")
+    parts = []
+    for c in r["conditions"]:
+        starts = ("" if c["starts"] is None else f" ({c['starts']} multi-start local fits"
+                  + (f" of the {c['starts_asked']} asked, within its time budget" if c["starts_asked"]
+                     and c["starts"] < c["starts_asked"] else "") + ")")
+        parts.append(f"at {c['noise']:.0%} noise pyPESTO + AMICI{starts} used {c['pypesto_cpu_s']:,.0f} CPU "
+                     f"seconds, {c['ratio']:.1f}x the GNN's {c['gnn_cpu_s']:,.0f}, and reached R² "
+                     f"{c['pypesto_r2']:.3f} over all reactions; the GNN {c['gnn_r2_all']:.3f} over all and "
+                     f"{c['gnn_r2']:.3f} over the determined ones")
     return "On the same E. coli core data, " + "; ".join(parts) + "."
 
 

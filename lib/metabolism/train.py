@@ -208,7 +208,8 @@ def fit_model(
     """Train in place on ``data`` (``TrainingData`` or ``windows.WindowData``: anything with ``n_rows``,
     ``target``, ``device`` and ``terms(model, rows)``); resume from `checkpoint` when it exists (it must carry
     `digest`). Returns the loss
-    log, whose rows carry the cumulative training wall time over all sessions (`seconds`).
+    log, whose rows carry the cumulative training wall and CPU time over all sessions (`seconds`,
+    `cpu_seconds`: this process's CPU, which a shared machine does not inflate).
 
     Two phases: `steps` of Adam on random batches of rows (cosine learning rate), then `lbfgs_steps` of
     L-BFGS on a fixed set of `lbfgs_frames` evenly spaced rows, which polishes the functions to the
@@ -223,8 +224,8 @@ def fit_model(
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tc))
     lbfgs = torch.optim.LBFGS(params, lr=1.0, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
-    start, log, seconds_before = 0, [], 0.0
-    t_start = time.perf_counter()
+    start, log, seconds_before, cpu_before = 0, [], 0.0, 0.0
+    t_start, c_start = time.perf_counter(), time.process_time()
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=data.device, weights_only=False)
         if state["digest"] != digest:
@@ -239,14 +240,17 @@ def fit_model(
         gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
         start, log = state["step"], state["log"]
-        seconds_before = state.get("seconds", 0.0)
+        seconds_before, cpu_before = state.get("seconds", 0.0), state.get("cpu_seconds", 0.0)
+
+    def clocks() -> dict:
+        return {"seconds": seconds_before + time.perf_counter() - t_start,
+                "cpu_seconds": cpu_before + time.process_time() - c_start}
 
     def save(step: int) -> None:
         if checkpoint is not None:
             _save(checkpoint, {"step": step, "model": model.state_dict(), "opt": opt.state_dict(),
                                "sched": sched.state_dict(), "lbfgs": lbfgs.state_dict(), "gen": gen.get_state(),
-                               "torch_rng": torch.get_rng_state(), "log": log, "digest": digest,
-                               "seconds": seconds_before + time.perf_counter() - t_start})
+                               "torch_rng": torch.get_rng_state(), "log": log, "digest": digest, **clocks()})
 
     var = data.target.var()
     n_frames = data.n_rows
@@ -282,8 +286,7 @@ def fit_model(
             phase = "lbfgs"
         done = step + 1
         if done % tc.log_every == 0 or done in (tc.steps, total_steps):
-            log.append({"step": done, "phase": phase, "loss": loss.item(),
-                        "seconds": seconds_before + time.perf_counter() - t_start})
+            log.append({"step": done, "phase": phase, "loss": loss.item(), **clocks()})
             bar.set_postfix(loss=f"{loss.item():.2e}", phase=phase)
         if done % tc.checkpoint_every == 0 or done in (tc.steps, total_steps):
             save(done)

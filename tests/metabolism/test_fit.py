@@ -86,8 +86,10 @@ def test_a_killed_fit_resumes_to_the_same_result(problem, tmp_path, monkeypatch)
     assert (tmp_path / "killed" / "checkpoint.pt").exists()
     assert not (tmp_path / "killed" / "rate_constants.csv").exists()
     monkeypatch.setattr(torch.optim.AdamW, "step", original)
+    first = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["cpu_seconds"]
     resumed = fit_data(stoich, pb.data, cfg, out=tmp_path / "killed", progress=False)
     np.testing.assert_allclose(resumed.k, whole.k, rtol=1e-10)
+    assert resumed.report["training"]["cpu_seconds"] > first > 0  # the cost counts both processes
 
 
 def test_command_line_fit_and_its_errors(problem, tmp_path, capsys):

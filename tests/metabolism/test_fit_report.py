@@ -39,3 +39,26 @@ def test_targets_and_recovery_table_use_every_seed():
     table = fr.recovery_table(rows)
     assert table["GNN"].iloc[0].startswith("0.990 ± 0.007")
     assert fr.sentences(pd.DataFrame(columns=rows.columns)) == ["No benchmark results are committed yet."]
+
+
+def test_the_speed_ratio_is_of_whole_cpu_costs_on_the_same_data():
+    rows = _rows(0.99, 0.9)
+    cond = {"network": "ecoli_core", "seed": 1, "dt": 0.1, "noise": 0.01, "error": None, "flagged": 0,
+            "outliers_determined": 0, "n_reactions": 110}
+    pypesto = {**cond, "estimator": "pypesto", "r2_all": 0.8, "r2_determined": 0.8, "seconds": 900.0,
+               "cpu_seconds": 800.0, "starts": 3, "starts_asked": 10}
+    rows["cpu_seconds"], rows["resumed"] = 100.0, False
+    mask = (rows["seed"] == 1) & (rows["dt"] == 0.1) & (rows["estimator"] == "gnn")
+    with_peer = pd.concat([rows, pd.DataFrame([pypesto])], ignore_index=True)
+    c = fr.speed_ratio(with_peer)["conditions"][0]
+    assert c["ratio"] == 8.0 and c["starts"] == 3
+    assert "3 multi-start local fits of the 10 asked" in fr.speed_sentence(with_peer)
+    rows.loc[mask, "resumed"] = True  # a fit resumed across processes has no whole cost: no ratio from it
+    assert fr.speed_ratio(pd.concat([rows, pd.DataFrame([pypesto])], ignore_index=True)) is None
+
+
+def test_reading_no_result_file_is_an_error_that_names_them(tmp_path):
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match="none.json"):
+        fr.load_rows(tmp_path / "none.json")
