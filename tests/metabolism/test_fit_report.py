@@ -62,3 +62,19 @@ def test_reading_no_result_file_is_an_error_that_names_them(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="none.json"):
         fr.load_rows(tmp_path / "none.json")
+
+
+def test_targets_compare_on_the_seeds_the_gnn_ran():
+    rows = _rows(0.995, 0.94)
+    rows = rows[~((rows["seed"] == 2) & (rows["estimator"] == "gnn"))].copy()
+    rows.loc[(rows["seed"] == 2) & (rows["estimator"] == "mass-action"), "r2_determined"] = 0.5
+    t = fr.targets(rows)
+    assert list(t["seeds"]) == [1, 1] and list(t["oracle_r2"]) == [0.999, 0.999]
+
+
+def test_the_scale_sentence_counts_in_integers_and_names_each_power_law():
+    frame = pd.DataFrame([{"n_metabolites": 1799, "n_reactions": 2817, "gnn_step_s": 2.5, "mass_action_s": 80.0,
+                           "gnn_fit_s_extrapolated": 8000.0, "peak_mb": 2900.0}])
+    laws = {k: {"exponent": e} for k, e in (("gnn_step_s", 1.3), ("mass_action_s", 2.5), ("peak_mb", 0.2))}
+    text = fr.scale_sentence(frame, laws)
+    assert "(1,799 metabolites, 2,817 reactions)" in text and "least squares as (reactions)^2.50" in text
