@@ -34,6 +34,7 @@ from common.device import get_device
 from common.io import atomic_path, write_json, write_npz, write_text
 from common.provenance import device_name, git_commit
 from . import massaction as ma
+from . import trajectory as tj
 from . import uncertainty as unc
 from . import weakform as wfm
 from .config import FitConfig, load_fit_config
@@ -209,6 +210,7 @@ def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = 
     functions: dict = {}
     log: list[dict] = []
     t1 = time.perf_counter()
+    tables: Tables | None = None
     if cfg.estimator == "mass-action":
         design = ma.weak_design(stoich, wf)
         lin = ma.fit_linear(stoich, design, uc.level, uc.threshold)
@@ -243,7 +245,12 @@ def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = 
         functions = learned_functions(model, wf)
     timing["fit"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    if uc.bootstrap > 1:
+    refinement = None
+    if cfg.refine.enabled:
+        refinement, k_report, intervals, refined_functions = _refine(stoich, data, cfg, k, functions, vif, model, tables)
+        functions = learned_functions(model, wf) if model is not None else refined_functions
+        method = refinement["intervals"]
+    elif uc.bootstrap > 1:
         boot_digest = f"{cfg.digest()}-{_data_digest(stoich, data)}"
         boot = bootstrap(estimate, data, cfg, window, out / "bootstrap.npz" if out is not None else None, progress,
                          boot_digest)
@@ -254,7 +261,7 @@ def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = 
     else:
         k_report, intervals, method = np.maximum(k, K_FLOOR), sandwich, "cluster-robust sandwich"
         intervals.flagged |= k <= K_FLOOR
-    timing["intervals"] = time.perf_counter() - t2
+    timing["intervals" if refinement is None else "refine"] = time.perf_counter() - t2
     report = {
         "estimator": cfg.estimator,
         "network": import_report.to_dict() if import_report is not None else
@@ -270,6 +277,7 @@ def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = 
         "training": {"steps": len(log) and log[-1]["step"], "final_loss": log[-1]["loss"] if log else None,
                      "seconds": log[-1]["seconds"] if log else None,
                      "cpu_seconds": log[-1].get("cpu_seconds") if log else None},
+        "refine": refinement or {"enabled": False},
         "timing": timing,
         "device": device_name(device),
         "commit": git_commit(short=True),
@@ -280,6 +288,41 @@ def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = 
     if out is not None:
         write_outputs(result, out)
     return result
+
+
+def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, k: np.ndarray, functions: dict,
+            vif: np.ndarray, model: MetabolismGNN | None, tables: Tables | None) -> tuple[dict, np.ndarray,
+                                                                                         unc.Intervals, dict]:
+    """Trajectory matching from the integral fit (``trajectory``): for the mass-action estimator its k and
+    node term, for the GNN its k with the learned functions held (read from their ``tables``); intervals
+    from the curvature.
+
+    A k the integral fit left at its floor (or negative) starts at the geometric mean of the others: at the
+    floor its rate term, and so its gradient, vanishes."""
+    rc, uc = cfg.refine, cfg.uncertainty
+    start = np.asarray(k, float).copy()
+    low = start <= max(K_FLOOR, cfg.training.k_floor) * (1 + 1e-9)
+    if low.any() and (~low).any():
+        start[low] = np.exp(np.log(start[~low]).mean())
+    if model is None:
+        rhs = tj.MassActionODE(stoich, start, functions["alpha"], functions["beta"])
+        names = ["log_k", "alpha", "beta"]
+    else:
+        rhs = tj.TabulatedGNN(tables, stoich, np.log(start))
+        names = ["log_k"]
+    trajectories = wfm.smooth(data, cfg.weakform.smoothing, cfg.weakform.log)
+    init = np.concatenate([tr(e.t) for tr, e in zip(trajectories, data.experiments)])
+    ref = tj.refine(rhs, data, init, rc.segment, names, iterations=rc.iterations, safety=rc.safety)
+    if model is not None:
+        with torch.no_grad():
+            model.log_k.copy_(rhs.log_k.to(model.log_k))
+    m = stoich.n_reactions
+    k_new = rhs.k.detach().cpu().numpy()
+    intervals = unc.log_intervals(k_new, ref.cov[:m, :m], vif, uc.level, uc.threshold)
+    out = {"enabled": True, **ref.to_dict(), "parameters": names,
+           "intervals": "curvature of the trajectory fit (Gauss-Newton, the segments' states eliminated)"}
+    refined = {"alpha": rhs.alpha.detach().numpy(), "beta": rhs.beta.detach().numpy()} if model is None else {}
+    return out, k_new, intervals, refined
 
 
 def learned_functions(model: MetabolismGNN, wf: wfm.WeakForm, points: int = 200) -> dict:

@@ -107,3 +107,14 @@ def bootstrap_intervals(k: np.ndarray, log_k_boot: np.ndarray, vif: np.ndarray, 
     I = Intervals(k=k_hat, se=sd * k_hat, lo=np.exp(centre - z * sd), hi=np.exp(centre + z * sd),
                   flagged=flagged, vif=vif, level=level, threshold=threshold)
     return k_hat, I
+
+
+def log_intervals(k: np.ndarray, cov_log_k: np.ndarray, vif: np.ndarray, level: float = 0.95,
+                  threshold: float = 0.3) -> Intervals:
+    """Intervals k * exp(+-z sd) from a covariance of log k (the trajectory refinement's, whose parameters
+    are log k) and the flag when the interval is wider than +-``threshold`` in log10."""
+    sd = np.sqrt(np.clip(np.diag(cov_log_k), 0.0, None))
+    z = stats.norm.ppf(0.5 + level / 2)
+    flagged = ~(z * sd / np.log(10) <= threshold)
+    return Intervals(k=k, se=sd * k, lo=k * np.exp(-z * sd), hi=k * np.exp(z * sd), flagged=flagged, vif=vif,
+                     level=level, threshold=threshold)

@@ -1,0 +1,142 @@
+"""Trajectory matching: the shooting integrator, the segments, the Levenberg-Marquardt refinement, its
+curvature intervals, and the refined fit end to end."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from metabolism import trajectory as tj
+from metabolism.config import load_fit_config
+from metabolism.fit import fit_data
+from metabolism.importers import load_network
+from metabolism.measurements import Experiment, Measurements
+from metabolism.simulate import TrueRHS, odeint
+from metabolism.synthetic import draw_kinetics, make_problem
+
+TOY = Path(__file__).parent / "fixtures" / "toy_network.csv"
+
+
+@pytest.fixture(scope="module")
+def toy():
+    stoich, _ = load_network(TOY)
+    net = draw_kinetics(stoich, seed=1)
+    return net, make_problem(net, n_experiments=3, t_end=20, dt=0.2, noise=0.01, seed=2)
+
+
+def test_shooting_matches_the_study_integrator_and_the_exact_solution(toy):
+    net, _ = toy
+    rhs = TrueRHS(net)
+    c0 = torch.full((2, net.n_metabolites), 3.0, dtype=torch.float64)
+    ref = odeint(rhs, c0, 6, 0.2, "rk4", substeps=4)
+    got = tj.shoot(rhs, c0, torch.full((2, 5), 0.2, dtype=torch.float64), max_step=0.05)
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    decay = tj.shoot(lambda c: -2.0 * c, torch.ones(1, 1, dtype=torch.float64),
+                     torch.tensor([[0.1, 0.3, 0.0]], dtype=torch.float64), max_step=0.01)
+    np.testing.assert_allclose(decay[0, :, 0].numpy(), np.exp(-2.0 * np.array([0, 0.1, 0.4, 0.4])), rtol=1e-8)
+
+
+def test_segments_overlap_by_one_sample_and_mask_padding_and_gaps():
+    t = np.arange(11) * 0.5
+    c = np.linspace(1.0, 2.0, 11)[:, None] * np.ones((1, 2))
+    c[3, 1] = np.nan
+    data = Measurements(("A", "B"), (Experiment("e", t, c),))
+    seg = tj.segments(data, 4)
+    assert list(seg.start) == [0, 4, 8]
+    assert seg.dt.shape == (3, 4) and seg.log_c.shape == (3, 5, 2)
+    np.testing.assert_allclose(seg.dt[2].numpy(), [0.5, 0.5, 0.0, 0.0])
+    assert not seg.mask[0, 3, 1] and seg.mask[0, 3, 0]
+    assert seg.mask[2, :3].all() and not seg.mask[2, 3:].any()
+    np.testing.assert_allclose(seg.log_c[1, 0].numpy(), np.log(c[4]))
+    with pytest.raises(ValueError, match="at least one sample interval"):
+        tj.segments(data, 0)
+
+
+def test_the_tabulated_gnn_is_the_gnn(toy):
+    from metabolism.config import ModelConfig
+    from metabolism.model import MetabolismGNN
+    from metabolism.windows import Tables
+
+    net, pb = toy
+    torch.manual_seed(0)
+    model = MetabolismGNN(net, ModelConfig(hidden=16), c_scale=5.0).double()
+    for p in model.parameters():
+        p.data.normal_(0.0, 0.3)
+    c = torch.as_tensor(np.concatenate([e.c for e in pb.data.experiments]))
+    tab = tj.TabulatedGNN(Tables(model, float(c.min()) * 0.5, float(c.max()) * 1.5), net,
+                          model.log_k.detach().numpy())
+    with torch.no_grad():
+        torch.testing.assert_close(tab(c), model(c), rtol=1e-5, atol=1e-7)
+
+
+def test_the_stable_step_follows_the_fastest_mode():
+    rhs = lambda c: -torch.tensor([1.0, 40.0], dtype=c.dtype) * c  # noqa: E731
+    h = tj.stable_step(rhs, torch.ones(3, 2, dtype=torch.float64), safety=2.0)
+    assert math.isclose(h, 2.0 / 40.0, rel_tol=1e-9)
+
+
+def test_refinement_recovers_k_from_a_wrong_start_on_clean_data(toy):
+    net, _ = toy
+    clean = make_problem(net, n_experiments=3, t_end=20, dt=0.2, noise=0.0, seed=2).data
+    start = net.k * np.exp(np.random.default_rng(0).normal(0, 0.3, net.n_reactions))
+    ode = tj.MassActionODE(net, start, net.lam * net.baseline, -net.lam)
+    ref = tj.refine(ode, clean, None, 10, ["log_k"], iterations=30)
+    assert ref.improved and ref.loss_end < 1e-3 * ref.loss_start
+    np.testing.assert_allclose(ode.k.detach().numpy(), net.k, rtol=1e-3)
+    assert ref.cov.shape == (net.n_reactions, net.n_reactions)
+    assert (np.diag(ref.cov) >= 0).all()
+
+
+def test_a_parameter_the_data_ignore_gets_a_huge_variance_not_none():
+    H = np.diag([4.0, 1.0, 0.0])
+    cov = tj._inverse(H)
+    np.testing.assert_allclose(np.diag(cov)[:2], [0.25, 1.0])
+    assert cov[2, 2] > 1e12
+
+
+def test_a_refinement_that_cannot_improve_leaves_the_parameters_alone(toy, monkeypatch):
+    net, pb = toy
+    ode = tj.MassActionODE(net, net.k, net.lam * net.baseline, -net.lam)
+    before = ode.log_k.detach().clone()
+    monkeypatch.setattr(tj, "_lm_step", lambda Jg, Ju, r, mu: (torch.full((Jg.shape[0],), 5.0, dtype=r.dtype),
+                                                               torch.zeros(r.shape[0], Ju.shape[0], dtype=r.dtype)))
+    ref = tj.refine(ode, pb.data, None, 10, ["log_k"], iterations=5, covariance=False)
+    assert not ref.improved and ref.loss_end == ref.loss_start and ref.cov is None
+    torch.testing.assert_close(ode.log_k.detach(), before, rtol=0, atol=0)
+
+
+@pytest.mark.integration
+def test_refined_mass_action_fit_lowers_the_trajectory_misfit_and_its_intervals_cover_the_truth(toy, tmp_path):
+    net, pb = toy
+    base = ["estimator=mass-action", "uncertainty.bootstrap=0"]
+    weak = fit_data(net, pb.data, load_fit_config(overrides=base), progress=False)
+    refined = fit_data(net, pb.data, load_fit_config(overrides=base + ["refine.enabled=true"]), out=tmp_path,
+                       progress=False)
+    r = refined.report["refine"]
+    assert r["enabled"] and r["improved"] and r["rmse_log_end"] < r["rmse_log_start"]
+    assert 0.008 < r["rmse_log_end"] < 0.012  # the data's 1% noise: the misfit left is the noise
+    assert r["parameters"] == ["log_k", "alpha", "beta"]
+    assert refined.report["intervals"]["method"].startswith("curvature of the trajectory fit")
+    err = np.abs(np.log10(refined.k) - np.log10(net.k))
+    assert err.max() < 0.05
+    I = refined.intervals
+    assert np.isfinite(I.lo).all() and (I.lo < refined.k).all() and (refined.k < I.hi).all()
+    assert ((net.k >= I.lo) & (net.k <= I.hi)).mean() >= 6 / 7
+    assert weak.report["refine"] == {"enabled": False}
+    assert "alpha" in refined.functions and (tmp_path / "rate_constants.csv").exists()
+
+
+@pytest.mark.integration
+def test_refined_gnn_fit_holds_its_functions_and_refines_k(toy):
+    net, pb = toy
+    fast = ["training.steps=300", "training.lbfgs_steps=10", "model.hidden=16", "uncertainty.bootstrap=0"]
+    plain = fit_data(net, pb.data, load_fit_config(overrides=fast), progress=False)
+    refined = fit_data(net, pb.data, load_fit_config(overrides=fast + ["refine.enabled=true"]), progress=False)
+    np.testing.assert_allclose(refined.functions["substrate"], plain.functions["substrate"], rtol=1e-10)
+    r = refined.report["refine"]
+    assert r["parameters"] == ["log_k"] and r["rmse_log_end"] <= r["rmse_log_start"]
+    np.testing.assert_allclose(refined.model.k.detach().numpy(), refined.k, rtol=1e-12)
+    assert not np.allclose(refined.k, plain.k)
