@@ -114,7 +114,10 @@ def log_intervals(k: np.ndarray, cov_log_k: np.ndarray, vif: np.ndarray, level: 
     """Intervals k * exp(+-z sd) from a covariance of log k (the trajectory refinement's, whose parameters
     are log k) and the flag when the interval is wider than +-``threshold`` in log10."""
     sd = np.sqrt(np.clip(np.diag(cov_log_k), 0.0, None))
+    sd = np.where(np.isfinite(sd), sd, np.inf)
     z = stats.norm.ppf(0.5 + level / 2)
     flagged = ~(z * sd / np.log(10) <= threshold)
-    return Intervals(k=k, se=sd * k, lo=k * np.exp(-z * sd), hi=k * np.exp(z * sd), flagged=flagged, vif=vif,
+    with np.errstate(over="ignore", invalid="ignore"):
+        half = np.minimum(z * sd, 700.0)  # a direction the data ignore: an interval to the float's limits
+    return Intervals(k=k, se=sd * k, lo=k * np.exp(-half), hi=k * np.exp(half), flagged=flagged, vif=vif,
                      level=level, threshold=threshold)
