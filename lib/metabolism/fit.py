@@ -248,7 +248,8 @@ def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = 
     refinement = None
     if cfg.refine.enabled:
         refinement, k_report, intervals, refined_functions = _refine(stoich, data, cfg, k, functions, vif, model, tables)
-        functions = learned_functions(model, wf) if model is not None else refined_functions
+        if model is None:  # the GNN's functions are held: those tabulated above stand
+            functions = refined_functions
         method = refinement["intervals"]
     elif uc.bootstrap > 1:
         boot_digest = f"{cfg.digest()}-{_data_digest(stoich, data)}"
