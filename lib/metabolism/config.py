@@ -180,6 +180,13 @@ class RefineConfig(_Section):
                                     "E. coli core)")
     safety: float = Field(0.5, gt=0, le=2.78, description="RK4 step times the largest |eigenvalue| of the "
                           "Jacobian (2.78: the stability bound; smaller for accuracy)")
+    functions: bool = Field(False, description="GNN only: also correct its learned functions (alpha + beta c "
+                            "on each node term, a smooth factor on each substrate function) instead of holding "
+                            "them; as many parameters as the mass-action model, so the same cost")
+    knots: int = Field(8, ge=4, le=64, description="knots in log c of each substrate function's correction")
+    function_ridge: float = Field(1e-4, ge=0, description="weight w of the penalty w theta^2 on the substrate "
+                                  "corrections' knots (a prior of sd sigma / sqrt(w): about 1 in log at 1% noise), "
+                                  "so that a knot no sample constrains stays at 0")
 
 
 def _fit_training() -> "TrainingConfig":

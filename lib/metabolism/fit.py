@@ -247,9 +247,7 @@ def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = 
     t2 = time.perf_counter()
     refinement = None
     if cfg.refine.enabled:
-        refinement, k_report, intervals, refined_functions = _refine(stoich, data, cfg, k, functions, vif, model, tables)
-        if model is None:  # the GNN's functions are held: those tabulated above stand
-            functions = refined_functions
+        refinement, k_report, intervals, functions = _refine(stoich, data, cfg, k, functions, vif, model, tables)
         method = refinement["intervals"]
     elif uc.bootstrap > 1:
         boot_digest = f"{cfg.digest()}-{_data_digest(stoich, data)}"
@@ -295,8 +293,8 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, k: np.nda
             vif: np.ndarray, model: MetabolismGNN | None, tables: Tables | None) -> tuple[dict, np.ndarray,
                                                                                          unc.Intervals, dict]:
     """Trajectory matching from the integral fit (``trajectory``): for the mass-action estimator its k and
-    node term, for the GNN its k with the learned functions held (read from their ``tables``); intervals
-    from the curvature.
+    node term, for the GNN its k with the learned functions read from their ``tables``, held or (with
+    ``refine.functions``) corrected; intervals from the curvature.
 
     A k the integral fit left at its floor (or negative) starts at the geometric mean of the others: at the
     floor its rate term, and so its gradient, vanishes."""
@@ -309,11 +307,12 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, k: np.nda
         rhs = tj.MassActionODE(stoich, start, functions["alpha"], functions["beta"])
         names = ["log_k", "alpha", "beta"]
     else:
-        rhs = tj.TabulatedGNN(tables, stoich, np.log(start))
-        names = ["log_k"]
+        rhs = tj.TabulatedGNN(tables, stoich, np.log(start), knots=rc.knots)
+        names = ["log_k", "alpha", "beta", "sub_correction"] if rc.functions else ["log_k"]
     trajectories = wfm.smooth(data, cfg.weakform.smoothing, cfg.weakform.log)
     init = np.concatenate([tr(e.t) for tr, e in zip(trajectories, data.experiments)])
-    ref = tj.refine(rhs, data, init, rc.segment, names, iterations=rc.iterations, safety=rc.safety)
+    ref = tj.refine(rhs, data, init, rc.segment, names, iterations=rc.iterations, safety=rc.safety,
+                    ridge={"sub_correction": rc.function_ridge})
     if model is not None:
         with torch.no_grad():
             model.log_k.copy_(rhs.log_k.to(model.log_k))
@@ -322,7 +321,12 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, k: np.nda
     intervals = unc.log_intervals(k_new, ref.cov[:m, :m], vif, uc.level, uc.threshold)
     out = {"enabled": True, **ref.to_dict(), "parameters": names,
            "intervals": "curvature of the trajectory fit (Gauss-Newton, the segments' states eliminated)"}
-    refined = {"alpha": rhs.alpha.detach().numpy(), "beta": rhs.beta.detach().numpy()} if model is None else {}
+    if model is None:
+        refined = {"alpha": rhs.alpha.detach().numpy(), "beta": rhs.beta.detach().numpy()}
+    elif rc.functions:
+        refined = {**functions, **rhs.functions(functions["grid"], functions["substrate"], functions["node"])}
+    else:
+        refined = functions
     return out, k_new, intervals, refined
 
 

@@ -17,7 +17,14 @@ Design.
   real axis is |h lambda| < 2.78, and h = ``safety`` / max |lambda| of the model's Jacobian at the smoothed
   states, at most the sampling interval. All segments of all experiments integrate as one batch; irregular
   times and a last, shorter segment get their own step per interval (padding steps have h = 0).
-- L-BFGS with a strong-Wolfe line search over all free parameters at once.
+- Levenberg-Marquardt over the global parameters and the segments' states together; forward-mode
+  Jacobians (one direction per global parameter plus n state directions: a segment's state moves only its
+  own residuals), the states eliminated by the Schur complement of the arrow-structured normal matrix.
+  (L-BFGS, tried first, had not converged after 200 iterations on E. coli core; LM takes 5-7.)
+- The GNN keeps its learned functions, read from their tables; optionally (``functions``) it also fits a
+  correction to them with as few parameters as the mass-action model has: alpha + beta c added to each
+  metabolite's node term, and a smooth factor on each substrate function (a few Catmull-Rom knots in
+  log c, pinned to 1 at the middle of the range: a constant factor would only trade against k).
 """
 from __future__ import annotations
 
@@ -81,10 +88,15 @@ def _catmull_rom(table: torch.Tensor, rows: torch.Tensor, u: torch.Tensor) -> to
 class TabulatedGNN(nn.Module):
     """The trained GNN with its two functions held, read from their tables (``windows.Tables``): the same
     right-hand side at the cost of mass action, so that forward-mode Jacobians over k stay cheap (through
-    the network itself they cost about 80 times more on E. coli core). Trainable: log k."""
+    the network itself they cost about 80 times more on E. coli core). Trainable: log k, and the corrections
+    of the functions (zero at the start, so the model is the GNN until they move): ``alpha``, ``beta``
+    (n,) added to the node term as alpha + beta c, and ``sub_correction`` (orders, knots), the log factor on
+    each substrate function at knots evenly spaced in log c (0 at the middle of the range)."""
 
-    def __init__(self, tables, stoich: Stoichiometry, log_k: np.ndarray):
+    def __init__(self, tables, stoich: Stoichiometry, log_k: np.ndarray, knots: int = 8):
         super().__init__()
+        if knots < 4:
+            raise ValueError("the substrate-function correction needs at least 4 knots (Catmull-Rom)")
         kw = dict(dtype=torch.float64)
         self.register_buffer("sub", torch.as_tensor(tables.sub, **kw))
         self.register_buffer("node", torch.as_tensor(tables.node, **kw))
@@ -95,23 +107,48 @@ class TabulatedGNN(nn.Module):
         self.register_buffer("S", torch.as_tensor(stoich.S, **kw))
         self.log_lo, self.log_hi, self.hi = tables.log_lo, tables.log_hi, tables.hi
         self.multiplicative, self.m = tables.multiplicative, tables.m
+        n = tables.node.shape[0]
         self.log_k = nn.Parameter(torch.as_tensor(log_k, **kw))
+        self.alpha = nn.Parameter(torch.zeros(n, **kw))
+        self.beta = nn.Parameter(torch.zeros(n, **kw))
+        self.sub_correction = nn.Parameter(torch.zeros(tables.sub.shape[0], knots, **kw))
 
     @property
     def k(self) -> torch.Tensor:
         return self.log_k.exp()
 
+    def _grid(self, c: torch.Tensor) -> torch.Tensor:
+        """Coordinates of c on the substrate tables' grid (log c, clamped below at the grid's start)."""
+        return (torch.log(c.clamp_min(math.exp(self.log_lo))) - self.log_lo) \
+            / (self.log_hi - self.log_lo) * (self.sub.shape[-1] - 1)
+
+    def log_factor(self, u: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The substrate functions' log correction at grid coordinates u for the orders ``rows``."""
+        knots = self.sub_correction.shape[-1]
+        v = u / (self.sub.shape[-1] - 1) * (knots - 1)
+        middle = torch.full_like(v, 0.5 * (knots - 1))
+        return _catmull_rom(self.sub_correction, rows, v) - _catmull_rom(self.sub_correction, rows, middle)
+
+    def functions(self, grid: np.ndarray, substrate: np.ndarray, node: np.ndarray) -> dict:
+        """The corrected functions on ``grid`` from the network's own values there (``substrate`` (orders,
+        G), ``node`` (n, G), as ``fit.learned_functions`` tabulates them)."""
+        with torch.no_grad():
+            g = torch.as_tensor(grid, dtype=torch.float64, device=self.S.device)
+            orders = torch.arange(self.sub.shape[0], device=g.device)[:, None].expand(-1, g.numel())
+            factor = self.log_factor(self._grid(g)[None, :].expand_as(orders), orders).exp().cpu().numpy()
+            shift = (self.alpha[:, None] + self.beta[:, None] * g[None, :]).cpu().numpy()
+        return {"substrate": substrate * factor, "node": node + shift}
+
     def forward(self, c: torch.Tensor) -> torch.Tensor:
-        size = self.sub.shape[-1]
-        u = (torch.log(c[:, self.met].clamp_min(math.exp(self.log_lo))) - self.log_lo) \
-            / (self.log_hi - self.log_lo) * (size - 1)
-        log_f = _catmull_rom(self.sub, self.order, u)  # (B, E)
+        u = self._grid(c[:, self.met])
+        rows = self.order.expand_as(u)
+        log_f = _catmull_rom(self.sub, self.order, u) + self.log_factor(u, rows)  # (B, E)
         phi = torch.zeros(c.shape[0], self.m, dtype=c.dtype, device=c.device)
         phi = phi.index_add(1, self.rxn, log_f if self.multiplicative else log_f.exp())
         if self.multiplicative:
             phi = phi.exp()
         node = _catmull_rom(self.node, self.rows, c / self.hi * (self.node.shape[-1] - 1))
-        return node + (self.k * phi) @ self.S.T
+        return node + self.alpha + self.beta * c + (self.k * phi) @ self.S.T
 
 
 @dataclass
@@ -286,12 +323,15 @@ def _inverse(H: np.ndarray, rcond: float = 1e-14) -> np.ndarray:
     return (V / w) @ V.T
 
 
-def _lm_step(Jg: torch.Tensor, Ju: torch.Tensor, r: torch.Tensor, mu: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _lm_step(Jg: torch.Tensor, Ju: torch.Tensor, r: torch.Tensor, mu: float, ridge: torch.Tensor | None = None,
+             theta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One damped Gauss-Newton (Levenberg-Marquardt) step for the arrow-structured normal matrix: the global
     block, one n x n block per segment, eliminated by the Schur complement (never forming the full matrix).
 
-    Jg (p, B, R), Ju (n, B, R), r (B, R)."""
+    Jg (p, B, R), Ju (n, B, R), r (B, R); ``ridge`` (p,) the weights of a penalty ridge * theta^2."""
     A, C, D, gk, gu = _blocks(Jg, Ju, r)
+    if ridge is not None:
+        A, gk = A + torch.diag(ridge), gk - ridge * theta
     A = A + mu * torch.diag(torch.diagonal(A).clamp_min(1e-12))
     D = D + mu * torch.diag_embed(torch.diagonal(D, dim1=1, dim2=2).clamp_min(1e-12))
     Dinv_C = torch.linalg.solve(D, C.transpose(1, 2))  # (B, n, p)
@@ -305,7 +345,8 @@ def _lm_step(Jg: torch.Tensor, Ju: torch.Tensor, r: torch.Tensor, mu: float) -> 
 
 def refine(rhs: nn.Module, data: Measurements, initial_states: np.ndarray | None, segment: int,
            parameters: list[str], iterations: int = 20, safety: float = 0.5, tolerance: float = 1e-6,
-           chunk: int = 64, covariance: bool = True, progress: Callable[[int, float], None] | None = None) -> Refinement:
+           chunk: int = 64, covariance: bool = True, ridge: dict[str, float] | None = None,
+           progress: Callable[[int, float], None] | None = None) -> Refinement:
     """Fit the named ``parameters`` of ``rhs`` (and every segment's initial state) to the measured
     concentrations by multiple shooting (module docstring), with Levenberg-Marquardt; ``rhs`` is left at the
     best parameters found (its start when the refinement did not lower the objective).
@@ -313,7 +354,9 @@ def refine(rhs: nn.Module, data: Measurements, initial_states: np.ndarray | None
     ``initial_states`` (all samples, n) in the data's order of experiments and times, e.g. the smoothed
     trajectories: each segment starts there (at the measured sample when None). Stops when an accepted step
     lowers the objective by less than ``tolerance`` (relative). With ``covariance``, one more Jacobian at the
-    end gives the parameters' covariance (``Refinement.cov``)."""
+    end gives the parameters' covariance (``Refinement.cov``). ``ridge`` maps a parameter to the weight w of
+    a penalty w theta^2 added to the sum of squared residuals (a Gaussian prior at 0 of variance sigma^2 / w):
+    it keeps a direction the data barely see (a function's correction where no sample lies) at 0."""
     t0 = time.perf_counter()
     device = next(rhs.parameters()).device
     seg = segments(data, segment)
@@ -331,10 +374,12 @@ def refine(rhs: nn.Module, data: Measurements, initial_states: np.ndarray | None
     theta = prob.flat()
     count = float(prob.mask.sum())
     B = seg.n_segments
+    w = torch.cat([torch.full((size,), float((ridge or {}).get(name, 0.0)), dtype=theta.dtype, device=device)
+                   for name, size in zip(prob.names, prob.sizes)])
 
     def loss_of(th: torch.Tensor, uu: torch.Tensor) -> float:
         with torch.no_grad():
-            value = float((prob.residuals(th, uu) ** 2).sum()) / count
+            value = (float((prob.residuals(th, uu) ** 2).sum()) + float((w * th * th).sum())) / count
         return value if math.isfinite(value) else math.inf
 
     u0 = u
@@ -347,7 +392,7 @@ def refine(rhs: nn.Module, data: Measurements, initial_states: np.ndarray | None
         p = theta.numel()
         accepted = False
         for _ in range(8):
-            dk, du = _lm_step(J[:p], J[p:], r, mu)
+            dk, du = _lm_step(J[:p], J[p:], r, mu, w, theta)
             trial = loss_of(theta + dk, u + du)
             if trial < loss:
                 gain = (loss - trial) / loss
@@ -372,7 +417,7 @@ def refine(rhs: nn.Module, data: Measurements, initial_states: np.ndarray | None
             p = theta.numel()
             dof = max(count - p - B * u.shape[1], 1.0)
             sigma2 = float((r ** 2).sum()) / dof
-            cov = sigma2 * _inverse(_curvature(J[:p], J[p:], r).cpu().numpy())
+            cov = sigma2 * _inverse((_curvature(J[:p], J[p:], r) + torch.diag(w)).cpu().numpy())
     return Refinement(loss_start=start_loss, loss_end=loss, iterations=it, step=h, segments=B,
                       segment_length=segment, seconds=time.perf_counter() - t0, improved=improved, cov=cov)
 

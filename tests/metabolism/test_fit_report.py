@@ -89,8 +89,28 @@ def test_the_refinement_is_compared_on_the_seeds_it_ran():
     refined["coverage_determined"] = [0.95, 0.99]
     t = fr.refinement_table(pd.concat([rows, refined], ignore_index=True))
     assert len(t) == 4 and set(t["seeds"]) == {"1"}
-    assert list(t["CPU time (s)"]) == [2.0, 200.0, 2.0, 200.0]
+    assert list(t["CPU (s)"]) == [2.0, 200.0, 2.0, 200.0]
+    assert list(t["refined"]) == ["no", "k, node term", "no", "k, node term"]
+    shown = fr.refinement_display(t)
+    assert list(shown["R² (det.)"])[:2] == ["0.980", "0.995"] and list(shown["CPU (s)"])[:2] == ["2", "200"]
     s = fr.refinement_sentence(pd.concat([rows, refined], ignore_index=True))
     assert s == ("Refined by trajectory matching, the mass-action oracle is more accurate in 1 of 2 conditions, and "
                  "its intervals cover the true k at 90-98% in 1 of 2 (unrefined: 0), at a median 100x its CPU time.")
     assert fr.refinement_sentence(rows) == "No trajectory refinement has been run yet."
+
+
+def test_each_gnn_refinement_is_compared_with_the_gnn_on_its_own_seeds():
+    rows = _rows(0.98, 0.5)
+    rows["cpu_seconds"], rows["resumed"] = 10.0, False
+    gnn = rows[(rows["estimator"] == "gnn") & (rows["dt"] == 0.1)]
+    held = gnn.assign(estimator="gnn+refine", r2_determined=0.97, cpu_seconds=20.0)  # seeds 1, 2: worse
+    joint = gnn[gnn["seed"] == 2].assign(estimator="gnn+refine-functions", r2_determined=0.995,
+                                         coverage_determined=0.95, cpu_seconds=40.0)
+    rows.loc[(rows["estimator"] == "gnn") & (rows["seed"] == 2), "r2_determined"] = 0.96
+    t = fr.refinement_table(pd.concat([rows, held, joint], ignore_index=True))
+    assert list(t["refined"]) == ["no", "k", "no", "k, functions"] and list(t["seeds"]) == ["1, 2", "1, 2", "2", "2"]
+    assert list(t["R² (det.)"]) == [0.97, 0.97, 0.96, 0.995]
+    s = fr.refinement_sentence(pd.concat([rows, held, joint], ignore_index=True))
+    assert "the GNN (k refined) is more accurate in 0 of 1 conditions" in s
+    assert "the GNN (k, functions refined) is more accurate in 1 of 1 conditions, and its intervals cover the " \
+           "true k at 90-98% in 1 of 1 (unrefined: 0), at a median 4x its CPU time." in s
