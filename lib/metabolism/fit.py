@@ -307,7 +307,7 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, k: np.nda
         rhs = tj.MassActionODE(stoich, start, functions["alpha"], functions["beta"])
         names = ["log_k", "alpha", "beta"]
     else:
-        rhs = tj.TabulatedGNN(tables, stoich, np.log(start), knots=rc.knots)
+        rhs = tj.TabulatedGNN(tables, stoich, np.log(start), functions=rc.functions, knots=rc.knots)
         names = ["log_k", "alpha", "beta", "sub_correction"] if rc.functions else ["log_k"]
     trajectories = wfm.smooth(data, cfg.weakform.smoothing, cfg.weakform.log)
     init = np.concatenate([tr(e.t) for tr, e in zip(trajectories, data.experiments)])

@@ -88,12 +88,14 @@ def _catmull_rom(table: torch.Tensor, rows: torch.Tensor, u: torch.Tensor) -> to
 class TabulatedGNN(nn.Module):
     """The trained GNN with its two functions held, read from their tables (``windows.Tables``): the same
     right-hand side at the cost of mass action, so that forward-mode Jacobians over k stay cheap (through
-    the network itself they cost about 80 times more on E. coli core). Trainable: log k, and the corrections
-    of the functions (zero at the start, so the model is the GNN until they move): ``alpha``, ``beta``
-    (n,) added to the node term as alpha + beta c, and ``sub_correction`` (orders, knots), the log factor on
-    each substrate function at knots evenly spaced in log c (0 at the middle of the range)."""
+    the network itself they cost about 80 times more on E. coli core). Trainable: log k and, with
+    ``functions``, the corrections of the functions (zero at the start, so the model is the GNN until they
+    move): ``alpha``, ``beta`` (n,) added to the node term as alpha + beta c, and ``sub_correction`` (orders,
+    knots), the log factor on each substrate function at knots evenly spaced in log c (0 at the middle of
+    the range)."""
 
-    def __init__(self, tables, stoich: Stoichiometry, log_k: np.ndarray, knots: int = 8):
+    def __init__(self, tables, stoich: Stoichiometry, log_k: np.ndarray, functions: bool = False,
+                 knots: int = 8):
         super().__init__()
         if knots < 4:
             raise ValueError("the substrate-function correction needs at least 4 knots (Catmull-Rom)")
@@ -109,9 +111,11 @@ class TabulatedGNN(nn.Module):
         self.multiplicative, self.m = tables.multiplicative, tables.m
         n = tables.node.shape[0]
         self.log_k = nn.Parameter(torch.as_tensor(log_k, **kw))
-        self.alpha = nn.Parameter(torch.zeros(n, **kw))
-        self.beta = nn.Parameter(torch.zeros(n, **kw))
-        self.sub_correction = nn.Parameter(torch.zeros(tables.sub.shape[0], knots, **kw))
+        self.corrected = functions
+        if functions:
+            self.alpha = nn.Parameter(torch.zeros(n, **kw))
+            self.beta = nn.Parameter(torch.zeros(n, **kw))
+            self.sub_correction = nn.Parameter(torch.zeros(tables.sub.shape[0], knots, **kw))
 
     @property
     def k(self) -> torch.Tensor:
@@ -124,14 +128,19 @@ class TabulatedGNN(nn.Module):
 
     def log_factor(self, u: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The substrate functions' log correction at grid coordinates u for the orders ``rows``."""
-        knots = self.sub_correction.shape[-1]
+        table = self.sub_correction
+        knots = table.shape[-1]
         v = u / (self.sub.shape[-1] - 1) * (knots - 1)
-        middle = torch.full_like(v, 0.5 * (knots - 1))
-        return _catmull_rom(self.sub_correction, rows, v) - _catmull_rom(self.sub_correction, rows, middle)
+        every = torch.arange(table.shape[0], device=table.device)
+        middle = _catmull_rom(table, every, torch.full((table.shape[0],), 0.5 * (knots - 1), dtype=v.dtype,
+                                                         device=v.device))
+        return _catmull_rom(table, rows, v) - middle[rows]
 
     def functions(self, grid: np.ndarray, substrate: np.ndarray, node: np.ndarray) -> dict:
         """The corrected functions on ``grid`` from the network's own values there (``substrate`` (orders,
         G), ``node`` (n, G), as ``fit.learned_functions`` tabulates them)."""
+        if not self.corrected:
+            return {"substrate": substrate, "node": node}
         with torch.no_grad():
             g = torch.as_tensor(grid, dtype=torch.float64, device=self.S.device)
             orders = torch.arange(self.sub.shape[0], device=g.device)[:, None].expand(-1, g.numel())
@@ -141,14 +150,17 @@ class TabulatedGNN(nn.Module):
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         u = self._grid(c[:, self.met])
-        rows = self.order.expand_as(u)
-        log_f = _catmull_rom(self.sub, self.order, u) + self.log_factor(u, rows)  # (B, E)
+        log_f = _catmull_rom(self.sub, self.order, u)  # (B, E)
+        if self.corrected:
+            log_f = log_f + self.log_factor(u, self.order.expand_as(u))
         phi = torch.zeros(c.shape[0], self.m, dtype=c.dtype, device=c.device)
         phi = phi.index_add(1, self.rxn, log_f if self.multiplicative else log_f.exp())
         if self.multiplicative:
             phi = phi.exp()
         node = _catmull_rom(self.node, self.rows, c / self.hi * (self.node.shape[-1] - 1))
-        return node + self.alpha + self.beta * c + (self.k * phi) @ self.S.T
+        if self.corrected:
+            node = node + self.alpha + self.beta * c
+        return node + (self.k * phi) @ self.S.T
 
 
 @dataclass

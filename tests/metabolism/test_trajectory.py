@@ -95,7 +95,7 @@ def test_the_function_corrections_remove_a_gnn_style_misfit(toy):
     tables = _wrong_tables(net, float(c.min()) * 0.5, float(c.max()) * 1.5)
     held = tj.TabulatedGNN(tables, net, np.log(net.k))
     tj.refine(held, clean, None, 10, ["log_k"], iterations=30, covariance=False)
-    free = tj.TabulatedGNN(tables, net, np.log(net.k))
+    free = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True)
     ref = tj.refine(free, clean, None, 10, ["log_k", "alpha", "beta", "sub_correction"], iterations=30,
                     ridge={"sub_correction": 1e-4})
     err_held = np.abs(np.log10(held.k.detach().numpy() / net.k)).max()
