@@ -17,10 +17,15 @@ Design.
   real axis is |h lambda| < 2.78, and h = ``safety`` / max |lambda| of the model's Jacobian at the smoothed
   states, at most the sampling interval. All segments of all experiments integrate as one batch; irregular
   times and a last, shorter segment get their own step per interval (padding steps have h = 0).
-- Levenberg-Marquardt over the global parameters and the segments' states together; forward-mode
-  Jacobians (one direction per global parameter plus n state directions: a segment's state moves only its
-  own residuals), the states eliminated by the Schur complement of the arrow-structured normal matrix.
-  (L-BFGS, tried first, had not converged after 200 iterations on E. coli core; LM takes 5-7.)
+- Levenberg-Marquardt over the global parameters and the segments' states together, the states eliminated
+  by the Schur complement of the arrow-structured normal matrix (a segment's state moves only its own
+  residuals). (L-BFGS, tried first, had not converged after 200 iterations on E. coli core; LM takes 5-7.)
+- The Jacobian is the exact derivative of the discrete RK4 map, propagated beside the states (forward
+  sensitivities): at every stage the tangents (B, n, p + n) are multiplied by the right-hand side's Jacobian
+  in c, one batched matrix product, and its Jacobian in the parameters is added. The models give both
+  Jacobians in closed form (``linearised``; autograd for any other ``RateModel``). Forward-mode automatic
+  differentiation of the shooting, the first implementation, cost about ten times more (the tangents' many
+  small elementwise operations, once per direction).
 - The GNN keeps its learned functions, read from their tables; optionally (``functions``) it also fits a
   correction to them with as few parameters as the mass-action model has: alpha + beta c added to each
   metabolite's node term, and a smooth factor on each substrate function (a few Catmull-Rom knots in
@@ -41,7 +46,32 @@ from .measurements import Measurements
 from .network import Stoichiometry
 
 
-class MassActionODE(nn.Module):
+class RateModel(nn.Module):
+    """A right-hand side dc/dt = f(c; theta) for a batch of states (B, n) that trajectory matching can fit.
+
+    ``linearised`` gives f with its Jacobians in c and in the named parameters, which the sensitivities of the
+    shooting need at every stage. This default differentiates ``forward`` by autograd; the models below derive
+    theirs in closed form (the same numbers, at a fraction of the cost)."""
+
+    def linearised(self, c: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """f (B, n), df/dc (B, n, n) and df/dtheta per parameter of ``names``, in order: each (B, n, size)
+        or broadcastable to it (an identity as (1, n, n)).
+
+        Shapes: c (B, n)."""
+        params = {k: v.detach() for k, v in self.named_parameters()}
+        fixed = {**{k: v for k, v in params.items() if k not in names}, **dict(self.named_buffers())}
+        theta = {k: params[k] for k in names}
+
+        def f(ci: torch.Tensor, th: dict) -> torch.Tensor:
+            return torch.func.functional_call(self, {**fixed, **th}, (ci[None],))[0]
+
+        jc, jt = torch.func.vmap(torch.func.jacfwd(f, argnums=(0, 1)), in_dims=(0, None))(c, theta)
+        B, n = c.shape
+        with torch.no_grad():
+            return self(c), jc, [jt[k].reshape(B, n, -1) for k in names]
+
+
+class MassActionODE(RateModel):
     """dc/dt = alpha + beta * c + S diag(k) prod_i c_i^R_ij with trainable log k, alpha and beta: the model
     of ``massaction``'s least squares, differentiable, for a batch of states (B, n)."""
 
@@ -72,6 +102,22 @@ class MassActionODE(nn.Module):
         v = self.k * terms.exp()
         return self.alpha + self.beta * c + v @ self.S.T
 
+    def linearised(self, c: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """As ``RateModel.linearised``, in closed form: dv_j/dc_i = v_j R_ij / c_i."""
+        with torch.no_grad():
+            B, n = c.shape
+            logc = torch.log(c.clamp_min(1e-12))
+            terms = torch.zeros(B, self.m, dtype=c.dtype, device=c.device)
+            v = self.k * terms.index_add(1, self.rxn, logc[:, self.met] * self.order).exp()
+            f = self.alpha + self.beta * c + v @ self.S.T
+            inv = torch.where(c >= 1e-12, 1.0 / c, torch.zeros_like(c))
+            dv = torch.zeros(B, self.m * n, dtype=c.dtype, device=c.device)
+            dv = dv.index_add(1, self.rxn * n + self.met, v[:, self.rxn] * self.order * inv[:, self.met])
+            jc = torch.diag_embed(self.beta.expand(B, n)) + self.S @ dv.view(B, self.m, n)
+            eye = torch.eye(n, dtype=c.dtype, device=c.device)
+            parts = {"log_k": self.S * v[:, None, :], "alpha": eye[None], "beta": torch.diag_embed(c)}
+            return f, jc, [parts[k] for k in names]
+
 
 def _catmull_rom(table: torch.Tensor, rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Catmull-Rom interpolation of ``table[rows]`` at grid coordinates u (clamped to the grid; the weights,
@@ -85,14 +131,29 @@ def _catmull_rom(table: torch.Tensor, rows: torch.Tensor, u: torch.Tensor) -> to
     return sum(wk * table[rows, (i + d).clamp(0, size - 1)] for wk, d in zip(w, (-1, 0, 1, 2)))
 
 
-class TabulatedGNN(nn.Module):
+def _catmull_rom_parts(u: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What ``_catmull_rom`` reads at coordinates u (any shape): cell indices (..., 4), the weights (..., 4)
+    and their derivatives in u (..., 4), zero where u is clamped to the grid."""
+    top = size - 1 - 1e-9
+    inside = (u >= 0.0) & (u <= top)
+    u = u.clamp(0.0, top)
+    i = torch.floor(u).long().clamp(1, size - 3)
+    t = u - i
+    t2, t3 = t * t, t * t * t
+    w = torch.stack([-0.5 * t3 + t2 - 0.5 * t, 1.5 * t3 - 2.5 * t2 + 1.0, -1.5 * t3 + 2.0 * t2 + 0.5 * t,
+                     0.5 * t3 - 0.5 * t2], -1)
+    dw = torch.stack([-1.5 * t2 + 2.0 * t - 0.5, 4.5 * t2 - 5.0 * t, -4.5 * t2 + 4.0 * t + 0.5, 1.5 * t2 - t], -1)
+    idx = (i[..., None] + torch.arange(-1, 3, device=u.device)).clamp(0, size - 1)
+    return idx, w, dw * inside[..., None]
+
+
+class TabulatedGNN(RateModel):
     """The trained GNN with its two functions held, read from their tables (``windows.Tables``): the same
-    right-hand side at the cost of mass action, so that forward-mode Jacobians over k stay cheap (through
-    the network itself they cost about 80 times more on E. coli core). Trainable: log k and, with
-    ``functions``, the corrections of the functions (zero at the start, so the model is the GNN until they
-    move): ``alpha``, ``beta`` (n,) added to the node term as alpha + beta c, and ``sub_correction`` (orders,
-    knots), the log factor on each substrate function at knots evenly spaced in log c (0 at the middle of
-    the range)."""
+    right-hand side at the cost of mass action, so that the Jacobians stay cheap (through the network itself
+    they cost about 80 times more on E. coli core). Trainable: log k and, with ``functions``, the corrections
+    of the functions (zero at the start, so the model is the GNN until they move): ``alpha``, ``beta`` (n,)
+    added to the node term as alpha + beta c, and ``sub_correction`` (orders, knots), the log factor on each
+    substrate function at knots evenly spaced in log c (0 at the middle of the range)."""
 
     def __init__(self, tables, stoich: Stoichiometry, log_k: np.ndarray, functions: bool = False,
                  knots: int = 8):
@@ -126,14 +187,17 @@ class TabulatedGNN(nn.Module):
         return (torch.log(c.clamp_min(math.exp(self.log_lo))) - self.log_lo) \
             / (self.log_hi - self.log_lo) * (self.sub.shape[-1] - 1)
 
+    def _middle(self) -> torch.Tensor:
+        """Coordinate of the middle of the range on the correction's knots."""
+        return torch.tensor(0.5 * (self.sub_correction.shape[-1] - 1), dtype=torch.float64, device=self.S.device)
+
     def log_factor(self, u: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The substrate functions' log correction at grid coordinates u for the orders ``rows``."""
         table = self.sub_correction
         knots = table.shape[-1]
         v = u / (self.sub.shape[-1] - 1) * (knots - 1)
         every = torch.arange(table.shape[0], device=table.device)
-        middle = _catmull_rom(table, every, torch.full((table.shape[0],), 0.5 * (knots - 1), dtype=v.dtype,
-                                                         device=v.device))
+        middle = _catmull_rom(table, every, self._middle().expand(table.shape[0]))
         return _catmull_rom(table, rows, v) - middle[rows]
 
     def functions(self, grid: np.ndarray, substrate: np.ndarray, node: np.ndarray) -> dict:
@@ -161,6 +225,61 @@ class TabulatedGNN(nn.Module):
         if self.corrected:
             node = node + self.alpha + self.beta * c
         return node + (self.k * phi) @ self.S.T
+
+    def linearised(self, c: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """As ``RateModel.linearised``, in closed form from the tables' Catmull-Rom weights and their
+        derivatives."""
+        with torch.no_grad():
+            B, n = c.shape
+            E, G = self.met.numel(), self.sub.shape[-1]
+            cm = c[:, self.met]
+            lo = math.exp(self.log_lo)
+            scale = (G - 1) / (self.log_hi - self.log_lo)
+            u = (torch.log(cm.clamp_min(lo)) - self.log_lo) * scale
+            du = torch.where(cm >= lo, scale / cm, torch.zeros_like(cm))
+            idx, w, dw = _catmull_rom_parts(u, G)
+            tab = self.sub[self.order[:, None], idx]  # (B, E, 4)
+            log_f, dlog_f = (tab * w).sum(-1), (tab * dw).sum(-1)
+            if self.corrected:
+                K = self.sub_correction.shape[-1]
+                O = self.sub_correction.shape[0]
+                ratio = (K - 1) / (G - 1)
+                kidx, kw_, kdw = _catmull_rom_parts(u * ratio, K)
+                corr = self.sub_correction[self.order[:, None], kidx]
+                midx, mw, _ = _catmull_rom_parts(self._middle().expand(O), K)
+                middle = (self.sub_correction[torch.arange(O, device=c.device)[:, None], midx] * mw).sum(-1)
+                log_f = log_f + (corr * kw_).sum(-1) - middle[self.order]
+                dlog_f = dlog_f + (corr * kdw).sum(-1) * ratio
+            if self.multiplicative:
+                phi = torch.zeros(B, self.m, dtype=c.dtype, device=c.device).index_add(1, self.rxn, log_f).exp()
+                coef = phi[:, self.rxn]  # d phi_j / d log f_e
+            else:
+                coef = log_f.exp()
+                phi = torch.zeros(B, self.m, dtype=c.dtype, device=c.device).index_add(1, self.rxn, coef)
+            dphi = torch.zeros(B, self.m * n, dtype=c.dtype, device=c.device)
+            dphi = dphi.index_add(1, self.rxn * n + self.met, coef * dlog_f * du).view(B, self.m, n)
+            Gn = self.node.shape[-1]
+            nidx, nw, ndw = _catmull_rom_parts(c / self.hi * (Gn - 1), Gn)
+            ntab = self.node[self.rows[:, None], nidx]
+            node, dnode = (ntab * nw).sum(-1), (ntab * ndw).sum(-1) * (Gn - 1) / self.hi
+            if self.corrected:
+                node, dnode = node + self.alpha + self.beta * c, dnode + self.beta
+            kphi = self.k * phi
+            f = node + kphi @ self.S.T
+            jc = torch.diag_embed(dnode) + self.S @ (self.k[:, None] * dphi)
+            parts = {"log_k": self.S * kphi[:, None, :]}
+            if self.corrected:
+                eye = torch.eye(n, dtype=c.dtype, device=c.device)
+                parts.update(alpha=eye[None], beta=torch.diag_embed(c))
+                if "sub_correction" in names:
+                    base = self.rxn * O * K + self.order * K  # (E,) each edge's row and order block
+                    dcorr = torch.zeros(B, self.m * O * K, dtype=c.dtype, device=c.device)
+                    dcorr = dcorr.scatter_add(1, (base[:, None] + kidx).reshape(B, -1),
+                                              (coef[..., None] * kw_).reshape(B, -1))
+                    dcorr = dcorr.index_add(1, (base[:, None] + midx[self.order]).reshape(-1),
+                                            (-coef[..., None] * mw[self.order]).reshape(B, -1))
+                    parts["sub_correction"] = self.S @ (self.k[:, None] * dcorr.view(B, self.m, O * K))
+            return f, jc, [parts[k] for k in names]
 
 
 @dataclass
@@ -218,16 +337,25 @@ def stable_step(rhs: Callable[[torch.Tensor], torch.Tensor], states: torch.Tenso
     return safety / rho if rho > 0 else math.inf
 
 
+def _steps(dt: torch.Tensor, max_step: float) -> list[tuple[int, torch.Tensor]]:
+    """Per interval: the RK4 steps (ceil(max dt / max_step), the same for every segment) and each segment's
+    step length (B, 1); an interval of padding only (dt 0 everywhere) takes none."""
+    out = []
+    for l in range(dt.shape[1]):
+        col = dt[:, l]
+        n_steps = max(int(math.ceil(float(col.max()) / max_step)), 1) if float(col.max()) > 0 else 0
+        out.append((n_steps, (col / max(n_steps, 1))[:, None]))
+    return out
+
+
 def shoot(rhs: Callable[[torch.Tensor], torch.Tensor], c0: torch.Tensor, dt: torch.Tensor,
           max_step: float) -> torch.Tensor:
     """States at the L + 1 nodes (B, L + 1, n) of B segments from c0 (B, n), differentiable: classical RK4
     with ceil(max dt / max_step) steps per interval, each segment with its own step (dt / steps)."""
     out = [c0]
     c = c0
-    for l in range(dt.shape[1]):
-        col = dt[:, l]
-        n_steps = max(int(math.ceil(float(col.max()) / max_step)), 1) if float(col.max()) > 0 else 0
-        h = (col / max(n_steps, 1))[:, None].to(c0.dtype)
+    for n_steps, h in _steps(dt, max_step):
+        h = h.to(c0.dtype)
         for _ in range(n_steps):
             k1 = rhs(c)
             k2 = rhs(c + 0.5 * h * k1)
@@ -236,6 +364,48 @@ def shoot(rhs: Callable[[torch.Tensor], torch.Tensor], c0: torch.Tensor, dt: tor
             c = c + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
         out.append(c)
     return torch.stack(out, 1)
+
+
+def shoot_sensitivities(rhs: RateModel, c0: torch.Tensor, dt: torch.Tensor, max_step: float,
+                        names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``shoot`` with the derivatives of every state in the parameters ``names`` (p, flattened) and in the
+    segment's initial log state: states (B, L + 1, n) and sensitivities (B, L + 1, n, p + n).
+
+    The RK4 map differentiated exactly: each stage's tangent is df/dc times the stage's tangent plus
+    df/dtheta (``RateModel.linearised``), combined with the stage weights."""
+    B, n = c0.shape
+    with torch.no_grad():
+        sizes = [part.shape[-1] for part in rhs.linearised(c0[:1], names)[2]]
+        offsets = np.cumsum([0] + sizes)
+        p = int(offsets[-1])
+        L = dt.shape[1]
+        out = c0.new_empty(B, L + 1, n, p + n)
+        out[:, 0, :, :p] = 0.0
+        out[:, 0, :, p:] = torch.diag_embed(c0)
+
+        def stage(c: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            f, jc, parts = rhs.linearised(c, names)
+            ds = torch.bmm(jc, s)
+            for a, b, part in zip(offsets[:-1], offsets[1:], parts):
+                ds[..., a:b] += part
+            return f, ds
+
+        states = [c0]
+        c, sens = c0, out[:, 0]
+        for l, (n_steps, h) in enumerate(_steps(dt, max_step)):
+            h = h.to(c0.dtype)
+            hs = h[..., None]
+            for _ in range(n_steps):
+                k1, d1 = stage(c, sens)
+                k2, d2 = stage(c + 0.5 * h * k1, torch.addcmul(sens, 0.5 * hs, d1))
+                k3, d3 = stage(c + 0.5 * h * k2, torch.addcmul(sens, 0.5 * hs, d2))
+                k4, d4 = stage(c + h * k3, torch.addcmul(sens, hs, d3))
+                c = c + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+                d1.add_(d2, alpha=2.0).add_(d3, alpha=2.0).add_(d4)
+                sens = torch.addcmul(sens, hs / 6.0, d1)
+            states.append(c)
+            out[:, l + 1] = sens
+        return torch.stack(states, 1), out
 
 
 @dataclass
@@ -270,10 +440,10 @@ class Refinement:
 
 class _Problem:
     """The shooting residuals as a function of the flat global parameters theta (p,) and the segments'
-    initial log states u (B, n), with their Jacobian blocks by forward-mode differentiation."""
+    initial log states u (B, n), and their Jacobian by forward sensitivities."""
 
-    def __init__(self, rhs: nn.Module, names: list[str], seg: Segments, step: float, chunk: int):
-        self.rhs, self.names, self.seg, self.step, self.chunk = rhs, names, seg, step, chunk
+    def __init__(self, rhs: RateModel, names: list[str], seg: Segments, step: float):
+        self.rhs, self.names, self.seg, self.step = rhs, names, seg, step
         params = dict(rhs.named_parameters())
         self.shapes = [params[k].shape for k in names]
         self.sizes = [params[k].numel() for k in names]
@@ -291,6 +461,7 @@ class _Problem:
                 params[k].copy_(part.reshape(params[k].shape))
 
     def residuals(self, theta: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """log c_model - log c_measured (B, L + 1, n), zero where nothing was measured."""
         state = dict(self.fixed)
         state.update({k: part.reshape(shape) for k, part, shape in
                       zip(self.names, torch.split(theta, self.sizes), self.shapes)})
@@ -300,31 +471,42 @@ class _Problem:
         pred = shoot(f, u.exp(), self.seg.dt.to(u.dtype), self.step)
         return (torch.log(pred.clamp_min(1e-12)) - self.seg.log_c) * self.mask
 
-    def jacobian(self, theta: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """d r / d direction for the p global directions and the n state directions (every segment's own
-        initial state moves at once: segments do not interact), shape (p + n, B, L + 1, n)."""
-        p, (B, n) = theta.numel(), u.shape
-        kw = dict(dtype=theta.dtype, device=theta.device)
-        vt = torch.cat([torch.eye(p, **kw), torch.zeros(n, p, **kw)])
-        vu = torch.cat([torch.zeros(p, B, n, **kw), torch.eye(n, **kw)[:, None, :].expand(n, B, n)])
-
-        def column(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            return torch.func.jvp(self.residuals, (theta, u), (a, b))[1]
-        return torch.func.vmap(column, chunk_size=self.chunk)(vt, vu)
-
-
-def _blocks(Jg: torch.Tensor, Ju: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    A = torch.einsum("pbr,qbr->pq", Jg, Jg)
-    C = torch.einsum("pbr,ibr->bpi", Jg, Ju)
-    D = torch.einsum("ibr,jbr->bij", Ju, Ju)
-    return A, C, D, -torch.einsum("pbr,br->p", Jg, r), -torch.einsum("ibr,br->bi", Ju, r)
+    def linearised(self, theta: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The residuals (B, R) and their Jacobian (B, R, p + n) in theta and in each segment's own initial
+        log state (R = (L + 1) n rows per segment). Leaves ``theta`` loaded in the model."""
+        self.load(theta)
+        pred, sens = shoot_sensitivities(self.rhs, u.exp(), self.seg.dt.to(u.dtype), self.step, self.names)
+        B = pred.shape[0]
+        live = pred >= 1e-12
+        r = (torch.log(pred.clamp_min(1e-12)) - self.seg.log_c) * self.mask
+        scale = torch.where(live, self.mask / pred, torch.zeros_like(pred))
+        return r.reshape(B, -1), (sens * scale[..., None]).reshape(B, r[0].numel(), -1)
 
 
-def _curvature(Jg: torch.Tensor, Ju: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+@dataclass
+class _Normal:
+    """The Gauss-Newton normal equations of the arrow structure: the global block A (p, p), the coupling
+    C (B, p, n), the segments' blocks D (B, n, n) and the gradients' negatives gk (p,), gu (B, n)."""
+
+    A: torch.Tensor
+    C: torch.Tensor
+    D: torch.Tensor
+    gk: torch.Tensor
+    gu: torch.Tensor
+
+
+def _normal(J: torch.Tensor, r: torch.Tensor, p: int) -> _Normal:
+    """Normal blocks from the Jacobian J (B, R, p + n) and the residuals r (B, R), one batched product."""
+    JT = J.transpose(1, 2)
+    G = JT @ J
+    g = -(JT @ r[..., None])[..., 0]
+    return _Normal(A=G[:, :p, :p].sum(0), C=G[:, :p, p:], D=G[:, p:, p:], gk=g[:, :p].sum(0), gu=g[:, p:])
+
+
+def _curvature(N: _Normal) -> torch.Tensor:
     """The Gauss-Newton curvature of the global parameters with the segments' states eliminated."""
-    A, C, D, _, _ = _blocks(Jg, Ju, r)
-    D = D + 1e-12 * torch.diag_embed(torch.diagonal(D, dim1=1, dim2=2).clamp_min(1e-300))
-    return A - torch.einsum("bpi,biq->pq", C, torch.linalg.solve(D, C.transpose(1, 2)))
+    D = N.D + 1e-12 * torch.diag_embed(torch.diagonal(N.D, dim1=1, dim2=2).clamp_min(1e-300))
+    return N.A - torch.einsum("bpi,biq->pq", N.C, torch.linalg.solve(D, N.C.transpose(1, 2)))
 
 
 def _inverse(H: np.ndarray, rcond: float = 1e-14) -> np.ndarray:
@@ -335,29 +517,28 @@ def _inverse(H: np.ndarray, rcond: float = 1e-14) -> np.ndarray:
     return (V / w) @ V.T
 
 
-def _lm_step(Jg: torch.Tensor, Ju: torch.Tensor, r: torch.Tensor, mu: float, ridge: torch.Tensor | None = None,
+def _lm_step(N: _Normal, mu: float, ridge: torch.Tensor | None = None,
              theta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One damped Gauss-Newton (Levenberg-Marquardt) step for the arrow-structured normal matrix: the global
     block, one n x n block per segment, eliminated by the Schur complement (never forming the full matrix).
-
-    Jg (p, B, R), Ju (n, B, R), r (B, R); ``ridge`` (p,) the weights of a penalty ridge * theta^2."""
-    A, C, D, gk, gu = _blocks(Jg, Ju, r)
+    ``ridge`` (p,) the weights of a penalty ridge * theta^2."""
+    A, gk = N.A, N.gk
     if ridge is not None:
         A, gk = A + torch.diag(ridge), gk - ridge * theta
     A = A + mu * torch.diag(torch.diagonal(A).clamp_min(1e-12))
-    D = D + mu * torch.diag_embed(torch.diagonal(D, dim1=1, dim2=2).clamp_min(1e-12))
-    Dinv_C = torch.linalg.solve(D, C.transpose(1, 2))  # (B, n, p)
-    Dinv_g = torch.linalg.solve(D, gu[..., None])[..., 0]  # (B, n)
-    schur = A - torch.einsum("bpi,biq->pq", C, Dinv_C)
-    rhs = gk - torch.einsum("bpi,bi->p", C, Dinv_g)
+    D = N.D + mu * torch.diag_embed(torch.diagonal(N.D, dim1=1, dim2=2).clamp_min(1e-12))
+    Dinv_C = torch.linalg.solve(D, N.C.transpose(1, 2))  # (B, n, p)
+    Dinv_g = torch.linalg.solve(D, N.gu[..., None])[..., 0]  # (B, n)
+    schur = A - torch.einsum("bpi,biq->pq", N.C, Dinv_C)
+    rhs = gk - torch.einsum("bpi,bi->p", N.C, Dinv_g)
     dk = torch.linalg.lstsq(schur, rhs[:, None]).solution[:, 0]
     du = Dinv_g - torch.einsum("bip,p->bi", Dinv_C, dk)
     return dk, du
 
 
-def refine(rhs: nn.Module, data: Measurements, initial_states: np.ndarray | None, segment: int,
+def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None, segment: int,
            parameters: list[str], iterations: int = 20, safety: float = 0.5, tolerance: float = 1e-6,
-           chunk: int = 64, covariance: bool = True, ridge: dict[str, float] | None = None,
+           covariance: bool = True, ridge: dict[str, float] | None = None,
            progress: Callable[[int, float], None] | None = None) -> Refinement:
     """Fit the named ``parameters`` of ``rhs`` (and every segment's initial state) to the measured
     concentrations by multiple shooting (module docstring), with Levenberg-Marquardt; ``rhs`` is left at the
@@ -382,29 +563,28 @@ def refine(rhs: nn.Module, data: Measurements, initial_states: np.ndarray | None
     u = torch.log(torch.as_tensor(np.array(starts), dtype=torch.float64, device=device))
     with torch.no_grad():
         h = min(stable_step(rhs, u.exp(), safety), float(seg.dt.max()))
-    prob = _Problem(rhs, list(parameters), seg, h, chunk)
+    prob = _Problem(rhs, list(parameters), seg, h)
     theta = prob.flat()
     count = float(prob.mask.sum())
-    B = seg.n_segments
     w = torch.cat([torch.full((size,), float((ridge or {}).get(name, 0.0)), dtype=theta.dtype, device=device)
                    for name, size in zip(prob.names, prob.sizes)])
+    p = theta.numel()
 
     def loss_of(th: torch.Tensor, uu: torch.Tensor) -> float:
         with torch.no_grad():
             value = (float((prob.residuals(th, uu) ** 2).sum()) + float((w * th * th).sum())) / count
         return value if math.isfinite(value) else math.inf
 
-    u0 = u
+    theta0, u0 = theta, u
     start_loss = loss = loss_of(theta, u)
     mu, it = 1e-3, 0
     for it in range(1, iterations + 1):
-        with torch.no_grad():
-            r = prob.residuals(theta, u).reshape(B, -1)
-            J = prob.jacobian(theta, u).reshape(-1, B, r.shape[1])
-        p = theta.numel()
+        r, J = prob.linearised(theta, u)
+        N = _normal(J, r, p)
+        del J
         accepted = False
         for _ in range(8):
-            dk, du = _lm_step(J[:p], J[p:], r, mu, w, theta)
+            dk, du = _lm_step(N, mu, w, theta)
             trial = loss_of(theta + dk, u + du)
             if trial < loss:
                 gain = (loss - trial) / loss
@@ -417,19 +597,15 @@ def refine(rhs: nn.Module, data: Measurements, initial_states: np.ndarray | None
         if not accepted or gain < tolerance:
             break
     improved = loss < start_loss
-    if improved:
-        prob.load(theta)
-    else:
-        theta, u, loss = prob.flat(), u0, start_loss
+    if not improved:
+        theta, u, loss = theta0, u0, start_loss
+    prob.load(theta)
     cov = None
     if covariance:
-        with torch.no_grad():
-            r = prob.residuals(theta, u).reshape(B, -1)
-            J = prob.jacobian(theta, u).reshape(-1, B, r.shape[1])
-            p = theta.numel()
-            dof = max(count - p - B * u.shape[1], 1.0)
-            sigma2 = float((r ** 2).sum()) / dof
-            cov = sigma2 * _inverse((_curvature(J[:p], J[p:], r) + torch.diag(w)).cpu().numpy())
-    return Refinement(loss_start=start_loss, loss_end=loss, iterations=it, step=h, segments=B,
+        r, J = prob.linearised(theta, u)
+        N = _normal(J, r, p)
+        dof = max(count - p - seg.n_segments * u.shape[1], 1.0)
+        sigma2 = float((r ** 2).sum()) / dof
+        cov = sigma2 * _inverse((_curvature(N) + torch.diag(w)).cpu().numpy())
+    return Refinement(loss_start=start_loss, loss_end=loss, iterations=it, step=h, segments=seg.n_segments,
                       segment_length=segment, seconds=time.perf_counter() - t0, improved=improved, cov=cov)
-

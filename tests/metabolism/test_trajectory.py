@@ -114,6 +114,55 @@ def test_the_function_corrections_remove_a_gnn_style_misfit(toy):
                                .detach().numpy(), rtol=1e-12)
 
 
+def _models(net, data):
+    """The two refinable models away from any special point: mass action, and tables of the kind a GNN
+    learns with non-zero function corrections (multiplicative and additive rate terms)."""
+    c = np.concatenate([e.c for e in data.experiments])
+    ma = tj.MassActionODE(net, net.k * 1.3, net.lam * net.baseline + 0.01, -net.lam)
+    out = [(ma, ["log_k", "alpha", "beta"])]
+    for multiplicative in (True, False):
+        tables = _wrong_tables(net, float(c.min()) * 0.5, float(c.max()) * 1.5)
+        tables.multiplicative = multiplicative
+        tab = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True)
+        with torch.no_grad():
+            for p in (tab.alpha, tab.beta, tab.sub_correction):
+                p.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(p.numel()))
+        out += [(tab, ["log_k", "alpha", "beta", "sub_correction"]), (tab, ["log_k"])]
+    return out
+
+
+def test_closed_form_jacobians_equal_autograd(toy):
+    net, pb = toy
+    c = torch.as_tensor(np.concatenate([e.c for e in pb.data.experiments]))[::7]
+    for model, names in _models(net, pb.data):
+        f, jc, parts = model.linearised(c, names)
+        f_ad, jc_ad, parts_ad = tj.RateModel.linearised(model, c, names)
+        torch.testing.assert_close(f, f_ad, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(jc, jc_ad, rtol=1e-10, atol=1e-12)
+        assert [p.shape[-1] for p in parts] == [p.shape[-1] for p in parts_ad]
+        for part, part_ad in zip(parts, parts_ad):
+            torch.testing.assert_close(part.expand_as(part_ad), part_ad, rtol=1e-10, atol=1e-12)
+        assert float(jc.abs().max()) > 0 and all(float(p.abs().max()) > 0 for p in parts)
+
+
+def test_the_sensitivities_are_the_derivative_of_the_shooting_residuals(toy):
+    net, pb = toy
+    seg = tj.segments(pb.data, 6)
+    u = torch.log(torch.as_tensor(np.array([pb.data.experiments[e].c[s] for e, s in zip(seg.experiment, seg.start)])))
+    B = u.shape[0]
+    for model, names in _models(net, pb.data)[:2]:
+        prob = tj._Problem(model, names, seg, step=0.07)  # irregular: 0.2 / 0.07 is three steps per interval
+        theta = prob.flat()
+        r, J = prob.linearised(theta, u)
+        torch.testing.assert_close(r, prob.residuals(theta, u).reshape(B, -1), rtol=1e-12, atol=1e-12)
+        by_theta = torch.autograd.functional.jacobian(lambda th: prob.residuals(th, u).reshape(B, -1), theta)
+        by_u = torch.autograd.functional.jacobian(lambda uu: prob.residuals(theta, uu).reshape(B, -1), u)
+        own = torch.stack([by_u[b, :, b, :] for b in range(B)])  # a segment's residuals move with its own state
+        p = theta.numel()
+        torch.testing.assert_close(J[..., :p], by_theta, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(J[..., p:], own, rtol=1e-9, atol=1e-12)
+
+
 def test_the_stable_step_follows_the_fastest_mode():
     rhs = lambda c: -torch.tensor([1.0, 40.0], dtype=c.dtype) * c  # noqa: E731
     h = tj.stable_step(rhs, torch.ones(3, 2, dtype=torch.float64), safety=2.0)
@@ -143,8 +192,7 @@ def test_a_refinement_that_cannot_improve_leaves_the_parameters_alone(toy, monke
     net, pb = toy
     ode = tj.MassActionODE(net, net.k, net.lam * net.baseline, -net.lam)
     before = ode.log_k.detach().clone()
-    monkeypatch.setattr(tj, "_lm_step", lambda Jg, Ju, r, mu, *ridge: (torch.full((Jg.shape[0],), 5.0, dtype=r.dtype),
-                                                               torch.zeros(r.shape[0], Ju.shape[0], dtype=r.dtype)))
+    monkeypatch.setattr(tj, "_lm_step", lambda N, mu, *ridge: (torch.full_like(N.gk, 5.0), torch.zeros_like(N.gu)))
     ref = tj.refine(ode, pb.data, None, 10, ["log_k"], iterations=5, covariance=False)
     assert not ref.improved and ref.loss_end == ref.loss_start and ref.cov is None
     torch.testing.assert_close(ode.log_k.detach(), before, rtol=0, atol=0)
