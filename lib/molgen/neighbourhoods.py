@@ -5,10 +5,11 @@ neighbourhoods as sorted pair lists. A score network reads less, and :func:`lift
 that, in the layout of GDSS's dense tensors: the bonds of each graph get slots ``0..K-1`` (``K`` the most bonds
 of a graph in the batch), and each neighbourhood of a bond is one row of ``K`` booleans over the slots of its
 graph (:class:`Neighbourhoods`): a small dense matrix per graph, stored for the bonds that exist. Building
-the rows is a scatter per neighbourhood (no sorting, no pair lists); the fused CPU attention walks the marked
-slots of each row, and the PyTorch path (any device) pads the rows to one ``K x K`` matrix per graph.
-Bonds, rings and neighbourhoods are those of ``lift_graphs(adj, flags, threshold, max_ring)`` (the tests check
-it).
+the rows is a scatter per neighbourhood (no sorting, no pair lists). The fused CPU attention reads them
+bit-packed (``pack_marks``), the PyTorch path for a GPU pads them to one ``K x K`` matrix per graph, the one for
+a CPU without the kernel expands them to pair lists (``Neighbourhoods.pairs``); each form is computed once per
+lift, when first asked for. Bonds, rings and neighbourhoods are those of
+``lift_graphs(adj, flags, threshold, max_ring)`` (the tests check it).
 """
 from __future__ import annotations
 
@@ -53,6 +54,15 @@ class Neighbourhoods:
     def padded_rows(self) -> Tensor:
         """(E,) row ``batch * K + slot`` of each bond in a (B * K, ...) per-graph padded layout."""
         return self.batch * self.slots + self.slot
+
+    @cached_property
+    def down_packed(self) -> Tensor:
+        """``down`` bit-packed for the fused kernel (``pack_marks``)."""
+        return pack_marks(self.down)
+
+    @cached_property
+    def up_packed(self) -> Tensor:
+        return pack_marks(self.up)
 
     @cached_property
     def down_pairs(self) -> Tensor:
@@ -175,6 +185,17 @@ def lift_neighbourhoods(adj: Tensor, flags: Tensor, threshold: float = 0.5,
     )
 
 
+def pack_marks(marks: Tensor) -> Tensor:
+    """(E, K) bool -> (E, ceil(K / 8)) uint8, slot s in bit s % 8 of byte s // 8: the rows the fused kernel reads
+    (``nets.kernels.can_attend``)."""
+    e, k = marks.shape
+    w = -(-k // 8)
+    padded = marks.new_zeros(e, w * 8)
+    padded[:, :k] = marks
+    bits = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=marks.device)
+    return (padded.reshape(e, w, 8).to(torch.uint8) * bits).sum(-1, dtype=torch.uint8)
+
+
 def _pointers(counts: Tensor) -> Tensor:
     """(B + 1,) offsets of consecutive groups of ``counts`` (B,) items."""
     ptr = counts.new_zeros(counts.shape[0] + 1)
@@ -182,4 +203,4 @@ def _pointers(counts: Tensor) -> Tensor:
     return ptr
 
 
-__all__ = ["CellNeighbourhoods", "Neighbourhoods", "lift_neighbourhoods"]
+__all__ = ["CellNeighbourhoods", "Neighbourhoods", "lift_neighbourhoods", "pack_marks"]

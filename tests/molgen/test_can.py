@@ -12,7 +12,7 @@ from rdkit import Chem
 
 from molgen.complexes import lift_graphs
 from molgen.losses import GraphScore, score_fn
-from molgen.neighbourhoods import Neighbourhoods, lift_neighbourhoods
+from molgen.neighbourhoods import Neighbourhoods, lift_neighbourhoods, pack_marks
 from molgen.nets import can, kernels
 from molgen.nets.can import AttentionLift, CANLayer, CANScoreA, CANScoreX
 from molgen.nets.gdss import set_use_kernels
@@ -302,7 +302,7 @@ def test_attention_forms_agree(heads, concat):
              "padded": lambda h, s, d, marks, pairs: layer._attend_padded(h, s, d, marks, nb)}
     if kernels.available():
         forms["fused"] = lambda h, s, d, marks, pairs: kernels.can_attend(
-            h.reshape(n, -1), s, d, marks, nb.graph_ptr, nb.order, heads, 0.2).reshape(n, heads, c)
+            h.reshape(n, -1), s, d, pack_marks(marks), nb.graph_ptr, nb.order, heads, 0.2).reshape(n, heads, c)
     for marks, pairs in ((nb.down, nb.down_pairs), (nb.up, nb.up_pairs)):
         results = {}
         for name, form in forms.items():
@@ -353,12 +353,20 @@ def test_score_nets_fused_inference_equals_torch_path():
         torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-4)
 
 
-def test_can_attend_rejects_too_many_heads():
+def test_can_attend_rejects_what_it_cannot_compute():
     if not kernels.available():
         pytest.skip(f"fused kernels unavailable: {kernels.unavailable_reason()}")
+    h, s, marks = torch.zeros(3, 8), torch.zeros(3, 2), torch.ones(3, 1, dtype=torch.uint8)
+    ptr, order = torch.tensor([0, 3]), torch.tensor([0])
     with pytest.raises(ValueError, match="at most 32 heads"):
-        kernels.can_attend(torch.zeros(3, 66), torch.zeros(3, 33), torch.zeros(3, 33),
-                           torch.ones(3, 3, dtype=torch.bool), torch.tensor([0, 3]), torch.tensor([0]), 33, 0.2)
+        kernels.can_attend(torch.zeros(3, 66), torch.zeros(3, 33), torch.zeros(3, 33), marks, ptr, order, 33, 0.2)
+    with pytest.raises(ValueError, match="packed marks must be"):
+        kernels.can_attend(h, s, s, marks.bool(), ptr, order, 2, 0.2)
+    with pytest.raises(ValueError, match="graph_ptr must end at the 3 cells"):
+        kernels.can_attend(h, s, s, marks, torch.tensor([0, 2]), order, 2, 0.2)
+    with pytest.raises(ValueError, match="a graph of 9"):
+        kernels.can_attend(torch.zeros(9, 8), torch.zeros(9, 2), torch.zeros(9, 2), torch.ones(9, 1, dtype=torch.uint8),
+                           torch.tensor([0, 9]), order, 2, 0.2)
 
 
 def test_training_works_after_sampling_in_the_same_process():

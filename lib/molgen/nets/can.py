@@ -143,17 +143,16 @@ class CANLayer(nn.Module):
         att = torch.stack([self.att_src, self.att_dst], 1)  # (neighbourhood, src / dst, heads, c)
         w_att = torch.einsum("kshc,khci->kshi", att, w[:2 * o].reshape(2, nh, self.head_dim, -1))
         z = x @ torch.cat([w, w_att.reshape(4 * nh, -1)]).t()
-        z_down, z_up, z_skip, sc = z.split([o, o, w.shape[0] - 2 * o, 4 * nh], dim=1)
-        sc = sc.reshape(n, 2, 2, nh)  # (neighbourhood, src / dst, heads)
+        # one split (its backward is one cat): messages down / up, skip, scores (down src, down dst, up src, up dst)
+        z_down, z_up, z_skip, d_src, d_dst, u_src, u_dst = z.split([o, o, w.shape[0] - 2 * o] + [nh] * 4, dim=1)
         if self._fused(x):
             slope = self.att_activation.negative_slope
-            m = kernels.can_attend(z_down, sc[:, 0, 0], sc[:, 0, 1], nb.down, nb.graph_ptr, nb.order, nh, slope)
-            m = kernels.can_attend(z_up, sc[:, 1, 0], sc[:, 1, 1], nb.up, nb.graph_ptr, nb.order, nh, slope,
-                                   out=m)
+            m = kernels.can_attend(z_down, d_src, d_dst, nb.down_packed, nb.graph_ptr, nb.order, nh, slope)
+            m = kernels.can_attend(z_up, u_src, u_dst, nb.up_packed, nb.graph_ptr, nb.order, nh, slope, out=m)
             m = m.reshape(n, nh, self.head_dim)
         else:
-            m = (self._attend(z_down.reshape(n, nh, self.head_dim), sc[:, 0, 0], sc[:, 0, 1], 0, nb)
-                 + self._attend(z_up.reshape(n, nh, self.head_dim), sc[:, 1, 0], sc[:, 1, 1], 1, nb))
+            m = (self._attend(z_down.reshape(n, nh, self.head_dim), d_src, d_dst, 0, nb)
+                 + self._attend(z_up.reshape(n, nh, self.head_dim), u_src, u_dst, 1, nb))
         m = m.reshape(n, o) if self.concat else m.mean(1)
         if self.skip_connection:
             m = m + z_skip
@@ -414,16 +413,18 @@ class CANScoreA(_CANScore):
         on_bonds = self.edge_to_pair(e)
         p, no_grad = end_i.shape[0], not torch.is_grad_enabled()
         chunk = PAIR_CHUNK if g.device.type == "cpu" else b
+        # the bonds of each chunk of graphs: pair rows are sorted, so each chunk's are one run
+        cuts = torch.searchsorted(cx.pair_rows, torch.arange(0, b + chunk, chunk, device=g.device).clamp(max=b) * p)
+        cuts = cuts.tolist()
+        parts = zip(g.split(chunk), node_terms.split(chunk), a_p.split(chunk),
+                    on_bonds.split([hi - lo for lo, hi in zip(cuts[:-1], cuts[1:])]))
         scores = []
-        for c0 in range(0, b, chunk):
-            c1 = min(b, c0 + chunk)
-            gc = g[c0:c1]
+        for k, (gc, nt, ap, bonds) in enumerate(parts):
             z = self.pair_prod((end_i @ gc) * (end_j @ gc))  # gathers along the node axis as one-hot matmuls
-            z.add_((end_i + end_j) @ node_terms[c0:c1]).addcmul_(a_p[c0:c1].unsqueeze(-1), self.pair_adj.weight[:, 0])
+            z.add_((end_i + end_j) @ nt).addcmul_(ap.unsqueeze(-1), self.pair_adj.weight[:, 0])
             z = F.silu(z, inplace=no_grad).reshape(-1, z.shape[-1])
-            lo, hi = torch.searchsorted(cx.pair_rows, torch.tensor([c0 * p, c1 * p], device=z.device)).tolist()
-            z.index_add_(0, cx.pair_rows[lo:hi] - c0 * p, on_bonds[lo:hi])  # the current bonds' CAN states
-            scores.append(self.final(z).reshape(c1 - c0, p))
+            z.index_add_(0, cx.pair_rows[cuts[k]:cuts[k + 1]] - k * chunk * p, bonds)  # the current bonds' states
+            scores.append(self.final(z).reshape(gc.shape[0], p))
         pair_mask = (flags @ end_i.t()) * (flags @ end_j.t())
         return ((torch.cat(scores) * pair_mask) @ dense).reshape(b, n, n)
 

@@ -285,14 +285,16 @@ struct Block {
 
 // Cell attention (molgen.nets.can.CANLayer) on a block of L graphs, lane-major: slot s of the cells of lane l's
 // graph is row first[l] + s of the packed inputs (n[l] cells, at most K in the block). Per target t and head k:
-//   e_ts = leaky_relu(ssrc[s][k] + sdst[t][k], slope) for the marked slots s of t's row (marks[t][s] != 0),
+//   e_ts = leaky_relu(ssrc[s][k] + sdst[t][k], slope) for the marked slots s of t's row,
 //   alpha_ts = softmax_s(e_ts) (max taken per target),  out[t][k][:] = sum_s alpha_ts h[s][k][:]
-// Buffers: hq[q][s] (q = k * C + c), sk[k][s], dk[k][t] (target scores), mk[t][s] (1 or 0).
+// A row of marks is bit-packed, slot s in bit s % 8 of byte s / 8. Buffers: hq[q][s] (q = k * C + c), sk[k][s],
+// dk[k][t] (target scores), mb[t][byte] (each lane's mark byte), mk[s] (the marks of one target, 1 or 0).
 struct CANBlock {
-  int K = 0, H, C, HC;
+  int K = 0, W = 0, H, C, HC;
   int64_t first[L];
   int n[L];
   std::vector<vf> hq, sk, dk, mk, e, w;
+  std::vector<vi> mb;
 
   CANBlock(int H_, int C_) : H(H_), C(C_), HC(H_ * C_) {}
 
@@ -307,10 +309,12 @@ struct CANBlock {
       n[l] = g >= 0 ? static_cast<int>(gptr[g + 1] - gptr[g]) : 0;
       K = n[l] > K ? n[l] : K;
     }
+    W = (K + 7) / 8;
     hq.assign(static_cast<size_t>(HC) * K, vf{});
     sk.assign(static_cast<size_t>(H) * K, vf{});
     dk.assign(static_cast<size_t>(H) * K, vf{});
-    mk.assign(static_cast<size_t>(K) * K, vf{});
+    mb.assign(static_cast<size_t>(W) * K, vi{});
+    mk.resize(K);
     e.resize(K);
     w.resize(K);
     for (int l = 0; l < L; ++l)
@@ -323,26 +327,31 @@ struct CANBlock {
           lanes(&dk[k * K + s])[l] = sdst[row * s_stride + k];
         }
         const uint8_t* mr = marks + row * m_stride;
-        for (int u = 0; u < n[l]; ++u) lanes(&mk[s * K + u])[l] = mr[u] ? 1.0f : 0.0f;
+        for (int b = 0; b < W; ++b) reinterpret_cast<int32_t*>(&mb[s * W + b])[l] = mr[b];
       }
   }
 
-  // e (leaky scores, masked to -1e30), w = exp(e - max) * mask for target t, head k; returns the denominator
+  // the marks of target t as 1 / 0 per slot
+  void marks_of(int t) {
+    for (int s = 0; s < K; ++s) mk[s] = __builtin_convertvector((mb[t * W + s / 8] >> (s % 8)) & 1, vf);
+  }
+
+  // e (leaky scores, masked to -1e30), w = exp(e - max) * mask for target t (marks_of(t) first), head k;
+  // returns the denominator
   vf weights(int t, int k, float slope) {
     const vf d = dk[k * K + t];
     const vf* sr = &sk[k * K];
-    const vf* m = &mk[t * K];
     vf mx = splat(-1e30f);
     for (int s = 0; s < K; ++s) {
       vf v = sr[s] + d;
       v = v > 0.0f ? v : v * slope;
-      v = m[s] > 0.0f ? v : splat(-1e30f);
+      v = mk[s] > 0.0f ? v : splat(-1e30f);
       e[s] = v;
       mx = v > mx ? v : mx;
     }
     vf den = splat(1e-16f);
     for (int s = 0; s < K; ++s) {
-      w[s] = exp_neg(e[s] - mx) * m[s];
+      w[s] = exp_neg(e[s] - mx) * mk[s];
       den += w[s];
     }
     return den;
@@ -897,7 +906,8 @@ void elu_backward(const float* y, const float* dy, float* dx, int64_t n0, int64_
 
 // Cell attention aggregate (molgen.nets.can.CANLayer, see CANBlock) for the blocks of graphs order[g0 .. g1),
 // L graphs per block: out[row] (+)= the aggregate of each cell row of these graphs. h rows have stride h_stride
-// (floats), score rows s_stride, mark rows m_stride (bytes); out is [E][H*C], added to when accumulate != 0.
+// (floats), score rows s_stride, bit-packed mark rows m_stride (bytes); out is [E][H*C], added to when
+// accumulate != 0.
 void can_attend_forward(const float* h, int64_t h_stride, const float* ssrc, const float* sdst,
                         int64_t s_stride, const uint8_t* marks, int64_t m_stride, const int64_t* gptr,
                         const int64_t* order, float* out, int64_t g0, int64_t g1, int H, int C, float slope,
@@ -909,7 +919,8 @@ void can_attend_forward(const float* h, int64_t h_stride, const float* ssrc, con
     blk.load(h, h_stride, ssrc, sdst, s_stride, marks, m_stride, gptr, order, gb, g1);
     const int K = blk.K;
     o.assign(static_cast<size_t>(HC) * K, vf{});
-    for (int t = 0; t < K; ++t)
+    for (int t = 0; t < K; ++t) {
+      blk.marks_of(t);
       for (int k = 0; k < H; ++k) {
         const vf inv = 1.0f / blk.weights(t, k, slope);
         for (int c = 0; c < C; ++c) {
@@ -919,6 +930,7 @@ void can_attend_forward(const float* h, int64_t h_stride, const float* ssrc, con
           o[t * HC + k * C + c] = acc * inv;
         }
       }
+    }
     for (int l = 0; l < L; ++l)
       for (int t = 0; t < blk.n[l]; ++t) {
         float* orow = out + (blk.first[l] + t) * HC;
@@ -965,7 +977,8 @@ void can_attend_backward(const float* h, int64_t h_stride, const float* ssrc, co
     dsk.assign(static_cast<size_t>(H) * K, vf{});
     dd.assign(static_cast<size_t>(H) * K, vf{});
     std::vector<vf> d(K), a(K);
-    for (int t = 0; t < K; ++t)
+    for (int t = 0; t < K; ++t) {
+      blk.marks_of(t);
       for (int k = 0; k < H; ++k) {
         const vf inv = 1.0f / blk.weights(t, k, slope);
         for (int s = 0; s < K; ++s) d[s] = vf{}, a[s] = blk.w[s] * inv;
@@ -990,6 +1003,7 @@ void can_attend_backward(const float* h, int64_t h_stride, const float* ssrc, co
         }
         dd[k * K + t] = sum;
       }
+    }
     for (int l = 0; l < L; ++l)
       for (int s = 0; s < blk.n[l]; ++s) {
         const int64_t row = blk.first[l] + s;

@@ -371,19 +371,24 @@ def _attend_inputs(h, s_src, s_dst, heads):
     return h, h_stride, s_src, s_dst, s_stride
 
 
-def _graphs(marks: torch.Tensor, graph_ptr: torch.Tensor, order: torch.Tensor):
-    """Mark rows as bytes with unit column stride (any row stride) and their row stride; int64 ``graph_ptr`` and
-    ``order``; the blocks of graphs for the threads (in units of the kernel's 16-graph blocks)."""
+def _graphs(packed: torch.Tensor, graph_ptr: torch.Tensor, order: torch.Tensor, cells: int):
+    """Packed mark rows with unit column stride (any row stride) and their row stride; int64 ``graph_ptr`` and
+    ``order``; the graphs for each thread (whole 16-graph blocks of the kernel). Checks the shapes against the
+    ``cells`` rows of h."""
     b = order.shape[0]
-    if marks.dim() != 2 or graph_ptr.shape != (b + 1,):
-        raise ValueError(f"marks must be (E, K) and graph_ptr (B + 1,), got {tuple(marks.shape)} and "
-                         f"{tuple(graph_ptr.shape)} for {b} graphs")
-    marks = marks.detach()
-    if marks.dtype != torch.bool or (marks.shape[1] > 1 and marks.stride(1) != 1):
-        marks = marks.bool().contiguous()
+    if packed.dim() != 2 or packed.dtype != torch.uint8 or packed.shape[0] != cells or graph_ptr.shape != (b + 1,):
+        raise ValueError(f"packed marks must be ({cells}, W) uint8 and graph_ptr (B + 1,), got "
+                         f"{tuple(packed.shape)} {packed.dtype} and {tuple(graph_ptr.shape)} for {b} graphs")
+    graph_ptr = graph_ptr.detach().long().contiguous()
+    widest = int((graph_ptr[1:] - graph_ptr[:-1]).max()) if b else 0
+    if int(graph_ptr[-1]) != cells or widest > 8 * packed.shape[1]:
+        raise ValueError(f"graph_ptr must end at the {cells} cells and the packed rows hold {8 * packed.shape[1]} "
+                         f"slots, got {int(graph_ptr[-1])} cells and a graph of {widest}")
+    packed = packed.detach()
+    if packed.shape[1] > 1 and packed.stride(1) != 1:
+        packed = packed.contiguous()
     chunks = [(16 * a, min(b, 16 * c)) for a, c in _chunks(-(-b // 16), 8)]
-    return (marks.view(torch.uint8), marks.stride(0), graph_ptr.detach().long().contiguous(),
-            order.detach().long().contiguous(), chunks)
+    return packed, packed.stride(0), graph_ptr, order.detach().long().contiguous(), chunks
 
 
 class _CANAttend(torch.autograd.Function):
@@ -401,7 +406,7 @@ class _CANAttend(torch.autograd.Function):
         heads, slope = ctx.dims
         n, hc = h.shape
         h, h_stride, s_src, s_dst, s_stride = _attend_inputs(h, s_src, s_dst, heads)
-        marks, m_stride, graph_ptr, order, chunks = _graphs(marks, graph_ptr, order)
+        marks, m_stride, graph_ptr, order, chunks = _graphs(marks, graph_ptr, order, n)
         dout = _prep(dout)
         dh, ds_src, ds_dst = torch.empty(n, hc), torch.empty(n, heads), torch.empty(n, heads)  # every row written
         _run(lib.can_attend_backward, chunks, lambda k, a, b: (
@@ -415,7 +420,7 @@ def _attend_forward(h, s_src, s_dst, marks, graph_ptr, order, heads, slope, out)
     lib = _load()
     n = h.shape[0]
     h, h_stride, s_src, s_dst, s_stride = _attend_inputs(h, s_src, s_dst, heads)
-    marks, m_stride, graph_ptr, order, chunks = _graphs(marks, graph_ptr, order)
+    marks, m_stride, graph_ptr, order, chunks = _graphs(marks, graph_ptr, order, n)
     accumulate = out is not None
     if out is None:
         out = torch.empty(n, h.shape[1])
@@ -432,12 +437,13 @@ def can_attend(h: torch.Tensor, s_src: torch.Tensor, s_dst: torch.Tensor, marks:
                out: torch.Tensor | None = None) -> torch.Tensor:
     """Cell-attention aggregate (E, heads * C) of ``molgen.nets.can.CANLayer``: for each target i,
     ``sum_j softmax_j(leaky_relu(s_src[j] + s_dst[i], slope)) h[j]`` per head over its neighbours j, the slots
-    marked in its row of ``marks`` (E, K) within its graph. The E cells are numbered graph by graph, graph g's
-    from ``graph_ptr[g]`` to ``graph_ptr[g + 1]`` (B + 1,); the kernel takes the graphs 16 at a time in the order
-    ``order`` (B,) (ordered by size, the 16 need about the same K) and vectorises across them, with one dense
-    K x K score matrix per graph (see ``molgen.neighbourhoods``). h (E, heads * C), s_src and s_dst (E, heads) may
-    be column slices of one tensor. Differentiable in h, s_src and s_dst when a gradient is wanted; otherwise,
-    with ``out``, the aggregate is added to it in place (and returned)."""
+    marked in its row of ``marks`` within its graph (bit-packed rows, ``molgen.neighbourhoods.pack_marks``). The
+    E cells are numbered graph by graph, graph g's from ``graph_ptr[g]`` to ``graph_ptr[g + 1]`` (B + 1,); the
+    kernel takes the graphs 16 at a time in the order ``order`` (B,) (ordered by size, the 16 need about the same
+    K) and vectorises across them, with one dense K x K score matrix per graph (see ``molgen.neighbourhoods``).
+    h (E, heads * C), s_src and s_dst (E, heads) may be column slices of one tensor. Differentiable in h, s_src
+    and s_dst when a gradient is wanted; otherwise, with ``out``, the aggregate is added to it in place (and
+    returned)."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (h, s_src, s_dst)):
         res = _CANAttend.apply(h, s_src, s_dst, marks, graph_ptr, order, heads, slope)
         return res if out is None else out + res
