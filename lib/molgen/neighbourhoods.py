@@ -146,14 +146,16 @@ def lift_neighbourhoods(adj: Tensor, flags: Tensor, threshold: float = 0.5,
     first = graph_ptr.index_select(0, g)
     slot = torch.arange(num, device=device) - first
     slots = int(counts.max()) if num else 0
-    at = torch.full((b * n, n), -1, dtype=torch.long, device=device)  # slot of the bond (node, node), -1: none
-    at.index_put_((g * n + i, j), slot)
-    at.index_put_((g * n + j, i), slot)
+    atom_i, atom_j = g * n + i, g * n + j  # global atom ids of the bonds' ends
+    at = torch.full((b * n, n), -1, dtype=torch.long, device=device)  # slot of the bond (atom, atom), -1: none
+    at.index_put_((atom_i, j), slot)
+    at.index_put_((atom_j, i), slot)
 
-    # lower neighbours of bond (i, j): the bonds at i and at j (where there is none: itself, marked anyway)
-    ends = torch.cat([at.index_select(0, g * n + i), at.index_select(0, g * n + j)], dim=1)
-    down = torch.zeros(num, slots, dtype=torch.bool, device=device)
-    down.scatter_(1, torch.where(ends >= 0, ends, slot.unsqueeze(1)), True)
+    # lower neighbours of bond (i, j): the bonds at atom i or at atom j (rows of an atom x slot incidence)
+    incident = torch.zeros(b * n, slots, dtype=torch.bool, device=device)
+    incident.index_put_((torch.cat([atom_i, atom_j]), torch.cat([slot, slot])),
+                        torch.ones((), dtype=torch.bool, device=device))
+    down = incident.index_select(0, atom_i).logical_or_(incident.index_select(0, atom_j))
 
     face_g, faces, sizes = _chordless_cycles(upper | upper.transpose(1, 2), max_ring)
     length = int(faces.shape[1])
@@ -174,7 +176,7 @@ def lift_neighbourhoods(adj: Tensor, flags: Tensor, threshold: float = 0.5,
     return CellNeighbourhoods(
         batch_size=b,
         max_nodes=n,
-        edge_index=torch.stack([g * n + i, g * n + j]),
+        edge_index=torch.stack([atom_i, atom_j]),
         edge_batch=g,
         pair_rows=g * p + i * (2 * n - i - 1) // 2 + (j - i - 1),
         neighbourhoods=Neighbourhoods(down, up, slot, g, first, graph_ptr, torch.argsort(counts, stable=True)),

@@ -206,19 +206,25 @@ def test_empty_graphs_do_not_crash():
 
 
 @pytest.mark.parametrize("ring_features", [False, True])
-@pytest.mark.parametrize("fused", [True, False])
-def test_score_nets_match_the_pair_list_formulation(ring_features, fused):
+@pytest.mark.parametrize("path", ["fused", "pairs", "padded"])
+def test_score_nets_match_the_pair_list_formulation(ring_features, path, monkeypatch):
     """The dense-neighbourhood networks compute the function of the pair-list ones they replaced (same
     parameters, so checkpoints carry over), to 1e-5, on a mixed batch (rings and ring-free molecules, noisy) and
-    on a batch without any ring, in the outputs and in every parameter's gradient."""
-    if fused and not kernels.available():
+    on a batch without any ring, in the outputs and in every parameter's gradient: with the fused kernel, the
+    pair-list torch ops (a CPU without the kernel) and the padded K x K torch ops (a GPU's), the atom pairs
+    scored in chunks of 3 graphs."""
+    if path == "fused" and not kernels.available():
         pytest.skip(f"fused kernels unavailable: {kernels.unavailable_reason()}")
+    if path == "padded":
+        monkeypatch.setattr(CANLayer, "_attend", lambda self, h, s, d, k, nb: self._attend_padded(
+            h, s, d, nb.down if k == 0 else nb.up, nb))
+    monkeypatch.setattr(can, "PAIR_CHUNK", 3)
     t = torch.linspace(0.1, 0.9, len(SMILES))
     ring_free = ["CCN(C)C", "CC(=O)N", "CC#N", "CCO", "OC(=O)CN", "C=CC=O", "CC(C)(C)O", "NCCN"]
     batches = [noisy(SMILES, sigma=0.4, seed=5), mol_batch(ring_free)]
     assert lift_graphs(*batches[0][1:]).num_faces > 0 and lift_graphs(*batches[1][1:]).num_faces == 0
     for net, ref in zip(make_nets(ring_features), (can_reference.score_x, can_reference.score_a)):
-        set_use_kernels(net, fused)
+        set_use_kernels(net, path == "fused")
         for x, adj, flags in batches:
             net.zero_grad()
             out = net(x, adj, flags, t)
