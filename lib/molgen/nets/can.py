@@ -46,6 +46,10 @@ from .gdss import normalize_adj, use_kernels
 
 Tensor = torch.Tensor
 
+PAIR_CHUNK = 128
+"""Graphs whose atom pairs ``CANScoreA`` scores at once on a CPU (their (graphs, pairs, hidden) tensors fit its
+cache; the same numbers as all at once)."""
+
 
 class CANLayer(nn.Module):
     """One Cell Attention layer on r-cells (here edges) with lower and upper neighbourhoods.
@@ -427,10 +431,6 @@ class CANScoreA(_CANScore):
             scores.append(self.final(z).reshape(gc.shape[0], p))
         pair_mask = (flags @ end_i.t()) * (flags @ end_j.t())
         return ((torch.cat(scores) * pair_mask) @ dense).reshape(b, n, n)
-
-PAIR_CHUNK = 128
-"""Graphs whose atom pairs ``CANScoreA`` scores at once on a CPU (their (graphs, pairs, hidden) tensors fit its
-cache; the same numbers as all at once)."""
 
 
 def _pair_maps(n: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
