@@ -1,5 +1,6 @@
 """Speed of the cell-attention score networks with the fused attention aggregate (``molgen.nets.kernels.
-can_attend``, forward and backward) and with the torch_geometric ops it replaces: sampling and training.
+can_attend``, forward and backward) and with the torch ops a CPU without the kernel runs (pair lists through
+torch_geometric's softmax and scatter): sampling and training. (``molgen_can_cost.py`` sets them against GDSS.)
 
     python benchmarks/molgen_can_speed.py [--run DIR] [--n 1000] [--steps 20] [--repeats 2] [--train-steps 5]
         [--json OUT]

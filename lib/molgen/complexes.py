@@ -221,7 +221,7 @@ def _bits_to_pairs(sets: Tensor, bits: Tensor) -> tuple[Tensor, Tensor]:
 
 def _below_or_at(bits: Tensor, v: Tensor) -> Tensor:
     """Bitmask of the nodes ``<= v`` (int64 wrap-around keeps this right for v = 62)."""
-    return (bits[v] << 1) - 1
+    return (bits.index_select(0, v) << 1) - 1
 
 
 def _chordless_cycles(mask: Tensor, max_ring: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -236,9 +236,9 @@ def _chordless_cycles(mask: Tensor, max_ring: int) -> tuple[Tensor, Tensor, Tens
     B, N = mask.shape[:2]
     device = mask.device
     bits = torch.ones(N, dtype=torch.long, device=device) << torch.arange(N, device=device)
-    nbr = (mask.long() * bits).sum(-1)  # (B, N) neighbour bitmasks
+    nbr = (mask.long() * bits).sum(-1).reshape(-1)  # (B * N,) neighbour bitmasks of node b * N + v
     g, v0, v1 = mask.triu(1).nonzero().unbind(1)
-    start = (torch.stack([v0, v1], 1), g, _below_or_at(bits, v0) | bits[v1], 2)
+    start = (torch.stack([v0, v1], 1), g, _below_or_at(bits, v0) | bits.index_select(0, v1), 2)
     found: list[tuple[Tensor, Tensor]] = []
     stack = [start]
     while stack:
@@ -250,14 +250,17 @@ def _chordless_cycles(mask: Tensor, max_ring: int) -> tuple[Tensor, Tensor, Tens
             stack.extend(reversed([(p, gg, f, k) for p, gg, f in pieces]))
             continue
         last, first, second = paths[:, -1], paths[:, 0], paths[:, 1]
-        n0 = nbr[g, first]
-        cand = nbr[g, last] & ~forbid
+        gn = g * N
+        n0 = nbr.index_select(0, gn + first)
+        n_last = nbr.index_select(0, gn + last)
+        cand = n_last & ~forbid
         row, w = _bits_to_pairs(cand & n0 & ~_below_or_at(bits, second), bits)
-        found.append((g[row], torch.cat([paths[row], w.unsqueeze(1)], 1)))
+        found.append((g.index_select(0, row), torch.cat([paths.index_select(0, row), w.unsqueeze(1)], 1)))
         if k + 1 < max_ring:
             row, w = _bits_to_pairs(cand & ~n0, bits)
-            new_forbid = forbid[row] | bits[w] | nbr[g[row], last[row]]
-            stack.append((torch.cat([paths[row], w.unsqueeze(1)], 1), g[row], new_forbid, k + 1))
+            new_forbid = (forbid | n_last).index_select(0, row) | bits.index_select(0, w)
+            stack.append((torch.cat([paths.index_select(0, row), w.unsqueeze(1)], 1), g.index_select(0, row),
+                          new_forbid, k + 1))
     return _sort_cycles(found, max_ring, device)
 
 

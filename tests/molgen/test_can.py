@@ -1,13 +1,18 @@
-"""Cell attention layers against topomodelx 0.0.1, and the two cell-complex score networks: batch consistency,
-permutation equivariance, symmetry, masks, gradients, and the time argument of ``score_fn``."""
+"""Cell attention layers against topomodelx 0.0.1, and the two cell-complex score networks: agreement with the
+pair-list formulation they replaced (``can_reference``), batch consistency, permutation equivariance, symmetry,
+masks, gradients, one lift per score, and the time argument of ``score_fn``."""
 from __future__ import annotations
 
+from dataclasses import replace
+
+import can_reference
 import pytest
 import torch
 from rdkit import Chem
 
 from molgen.complexes import lift_graphs
-from molgen.losses import score_fn
+from molgen.losses import GraphScore, score_fn
+from molgen.neighbourhoods import Neighbourhoods, lift_neighbourhoods, pack_marks
 from molgen.nets import can, kernels
 from molgen.nets.can import AttentionLift, CANLayer, CANScoreA, CANScoreX
 from molgen.nets.gdss import set_use_kernels
@@ -70,7 +75,7 @@ def test_can_layer_matches_topomodelx(heads, concat):
         ours = CANLayer(6, 8, heads=heads, concat=concat, skip_connection=True, att_activation=leaky, update="relu")
         copy_from_topomodelx(ours, ref)
         want = ref(x, cx.down_laplacian.float(), cx.up_laplacian.float())
-        got = ours(x, cx.down_index, cx.up_index)
+        got = ours(x, Neighbourhoods.of_complex(cx))
         assert got.shape == want.shape == (e, 8 if concat else 8 // heads)
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     assert cx.up_laplacian.to_dense().diagonal().max() == 2  # some edge in two rings
@@ -88,7 +93,7 @@ def test_can_layer_ring_free_molecule_differs_from_topomodelx_only_by_upper_self
     copy_from_topomodelx(ours, ref)
     want = ref(x, cx.down_laplacian.float(), cx.up_laplacian.float())
     upper_self = x @ ours.lin.weight[6:12].t()  # softmax over the self-loop alone: the edge's own up-message
-    torch.testing.assert_close(ours(x, cx.down_index, cx.up_index), want + upper_self, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours(x, Neighbourhoods.of_complex(cx)), want + upper_self, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("readout", ["cat", "sum", "avg", "max"])
@@ -115,11 +120,11 @@ def test_can_layer_batch_equals_one_complex_at_a_time():
     x, adj, flags = mol_batch(SMILES)
     cx = lift_graphs(adj, flags)
     feats = torch.randn(cx.edge_index.shape[1], 7)
-    out = layer(feats, cx.down_index, cx.up_index)
+    out = layer(feats, Neighbourhoods.of_complex(cx))
     for g in range(len(SMILES)):
         sel = cx.edge_batch == g
-        one = lift_graphs(adj[g:g + 1], flags[g:g + 1])
-        torch.testing.assert_close(layer(feats[sel], one.down_index, one.up_index), out[sel], atol=1e-6, rtol=1e-5)
+        one = lift_neighbourhoods(adj[g:g + 1], flags[g:g + 1]).neighbourhoods
+        torch.testing.assert_close(layer(feats[sel], one), out[sel], atol=1e-6, rtol=1e-5)
 
 
 def make_nets(ring_features=True, seed=0):
@@ -200,21 +205,62 @@ def test_empty_graphs_do_not_crash():
         assert torch.isfinite(out).all()
 
 
-def test_lift_is_reused_only_for_an_equal_state():
+@pytest.mark.parametrize("ring_features", [False, True])
+@pytest.mark.parametrize("path", ["fused", "pairs", "padded"])
+def test_score_nets_match_the_pair_list_formulation(ring_features, path, monkeypatch):
+    """The dense-neighbourhood networks compute the function of the pair-list ones they replaced (same
+    parameters, so checkpoints carry over), to 1e-5, on a mixed batch (rings and ring-free molecules, noisy) and
+    on a batch without any ring, in the outputs and in every parameter's gradient: with the fused kernel, the
+    pair-list torch ops (a CPU without the kernel) and the padded K x K torch ops (a GPU's), the atom pairs
+    scored in chunks of 3 graphs."""
+    if path == "fused" and not kernels.available():
+        pytest.skip(f"fused kernels unavailable: {kernels.unavailable_reason()}")
+    if path == "padded":
+        monkeypatch.setattr(CANLayer, "_attend", lambda self, h, s, d, k, nb: self._attend_padded(
+            h, s, d, nb.down if k == 0 else nb.up, nb))
+    monkeypatch.setattr(can, "PAIR_CHUNK", 3)
+    t = torch.linspace(0.1, 0.9, len(SMILES))
+    ring_free = ["CCN(C)C", "CC(=O)N", "CC#N", "CCO", "OC(=O)CN", "C=CC=O", "CC(C)(C)O", "NCCN"]
+    batches = [noisy(SMILES, sigma=0.4, seed=5), mol_batch(ring_free)]
+    assert lift_graphs(*batches[0][1:]).num_faces > 0 and lift_graphs(*batches[1][1:]).num_faces == 0
+    for net, ref in zip(make_nets(ring_features), (can_reference.score_x, can_reference.score_a)):
+        set_use_kernels(net, path == "fused")
+        for x, adj, flags in batches:
+            net.zero_grad()
+            out = net(x, adj, flags, t)
+            (out * torch.sin(torch.arange(out.numel()).reshape(out.shape))).sum().backward()
+            grads = [p.grad.clone() for p in net.parameters()]
+            net.zero_grad()
+            want = ref(net, x, adj, flags, t)
+            (want * torch.sin(torch.arange(want.numel()).reshape(want.shape))).sum().backward()
+            torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+            for (name, p), g in zip(net.named_parameters(), grads):
+                torch.testing.assert_close(g, p.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_score_lifts_once_for_both_networks(monkeypatch):
+    """``GraphScore`` lifts the state once and hands the complex to both networks (the same numbers as each
+    network lifting its own); networks lifting differently each lift their own."""
     x, adj, flags = noisy(SMILES)
-    first = can.lift_state(adj, flags, 0.5, 8)
-    assert can.lift_state(adj.clone(), flags.clone(), 0.5, 8) is first
-    assert can.lift_state(adj, flags, 0.4, 8) is not first
-    changed = adj.clone()
-    changed[0, 0, 1] = changed[0, 1, 0] = 0.0
-    other = can.lift_state(changed, flags, 0.5, 8)
-    assert other.num_edges == first.num_edges - 1
-    net_x, net_a = make_nets()
     t = torch.full((len(SMILES),), 0.4)
-    want_x, want_a = net_x(x, adj, flags, t), net_a(x, adj, flags, t)
-    with torch.inference_mode():  # as the sampler calls the networks
-        torch.testing.assert_close(net_x(x, adj, flags, t), want_x)
-        torch.testing.assert_close(net_a(x, adj, flags, t), want_a)
+    net_x, net_a = make_nets()
+    sde = VESDE(0.1, 1.0, 100)
+    calls = []
+    lift = can.lift_neighbourhoods
+
+    def counted(*a, **kw):
+        calls.append(a[2:])
+        return lift(*a, **kw)
+
+    monkeypatch.setattr(can, "lift_neighbourhoods", counted)
+    sx, sa = GraphScore(net_x, net_a, sde, sde)(x, adj, flags, t)
+    assert len(calls) == 1
+    torch.testing.assert_close(sx, net_x(x, adj, flags, t), atol=0, rtol=0)
+    torch.testing.assert_close(sa, net_a(x, adj, flags, t), atol=0, rtol=0)
+    calls.clear()
+    other = CANScoreA(4, hidden=16, num_layers=2, heads=4, n_atom_types=4, threshold=0.3)
+    GraphScore(net_x, other, sde, sde)(x, adj, flags, t)
+    assert calls == [(0.5, 8), (0.3, 8)]
 
 
 class _Recorder(torch.nn.Module):
@@ -240,35 +286,51 @@ def test_score_fn_passes_time_to_time_conditioned_nets(sde):
     torch.testing.assert_close(out, want)
 
 
-@pytest.mark.skipif(not kernels.available(), reason=f"fused kernels unavailable: {kernels.unavailable_reason()}")
+def without_some_upper_neighbours(nb: Neighbourhoods) -> Neighbourhoods:
+    """Every third bond without any upper neighbour (an empty softmax), and every bond ordered differently."""
+    up = nb.up.clone()
+    up[::3] = False
+    return replace(nb, up=up, order=torch.flip(nb.order, [0]))
+
+
 @pytest.mark.parametrize("heads,concat", [(4, True), (2, False)])
-def test_fused_attention_equals_torch_path(heads, concat):
-    """``kernels.can_attend`` computes the torch_geometric path's function, also for edges with an empty
-    neighbourhood (an index without their self-loops)."""
+def test_attention_forms_agree(heads, concat):
+    """The fused kernel (if built), the padded K x K torch ops (a GPU's) and the pair-list ops (a CPU's without
+    the kernel) compute one aggregate and its gradients, also for bonds with an empty neighbourhood (a zero
+    aggregate) and graphs taken in another order."""
     torch.manual_seed(0)
     layer = CANLayer(7, 8, heads=heads, concat=concat)
-    cx = lift_graphs(*noisy(SMILES, sigma=0.4)[1:])
-    feats = 3 * torch.randn(cx.edge_index.shape[1], 7)
-    up = cx.up_index[:, cx.up_index[0] % 3 != 0]  # some edges with no upper neighbour at all
-    with torch.no_grad():
-        assert layer._fused(feats)
-        fused = layer(feats, cx.down_index, up)
-        set_use_kernels(layer, False)
-        assert not layer._fused(feats)
-        ref = layer(feats, cx.down_index, up)
-    torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-5)
+    nb = without_some_upper_neighbours(lift_neighbourhoods(*noisy(SMILES * 3, sigma=0.4)[1:]).neighbourhoods)
+    n, c = nb.down.shape[0], 8 // heads
+    inputs = (3 * torch.randn(n, heads, c), torch.randn(n, heads), torch.randn(n, heads))
+    weight = torch.randn(n, heads, c)
+    forms = {"pairs": lambda h, s, d, marks, pairs: layer._attend_pairs(h, s, d, pairs),
+             "padded": lambda h, s, d, marks, pairs: layer._attend_padded(h, s, d, marks, nb)}
+    if kernels.available():
+        forms["fused"] = lambda h, s, d, marks, pairs: kernels.can_attend(
+            h.reshape(n, -1), s, d, pack_marks(marks), nb.graph_ptr, nb.order, heads, 0.2).reshape(n, heads, c)
+    for marks, pairs in ((nb.down, nb.down_pairs), (nb.up, nb.up_pairs)):
+        results = {}
+        for name, form in forms.items():
+            args = [v.clone().requires_grad_() for v in inputs]
+            out = form(*args, marks, pairs)
+            (out * weight).sum().backward()
+            results[name] = [out] + [v.grad for v in args]
+        for name in forms:
+            for got, want in zip(results[name], results["pairs"]):
+                torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert (results["pairs"][0][::3] == 0).all()
 
 
 @pytest.mark.skipif(not kernels.available(), reason=f"fused kernels unavailable: {kernels.unavailable_reason()}")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_fused_attention_gradients_equal_torch_path(threads):
-    """The fused backward gives the torch_geometric path's gradients for the input and every weight, also when
-    the targets are split over threads (sources then lie in other threads' chunks)."""
+    """The fused backward gives the torch path's gradients for the input and every weight of a layer, also when
+    the graphs are split over threads."""
     torch.manual_seed(1)
     layer = CANLayer(7, 8, heads=4)
-    cx = lift_graphs(*noisy(SMILES * 40, sigma=0.4)[1:])
-    feats = 3 * torch.randn(cx.edge_index.shape[1], 7)
-    up = cx.up_index[:, cx.up_index[0] % 3 != 0]
+    nb = without_some_upper_neighbours(lift_neighbourhoods(*noisy(SMILES * 40, sigma=0.4)[1:]).neighbourhoods)
+    feats = 3 * torch.randn(nb.down.shape[0], 7)
     w = torch.randn(feats.shape[0], 8)
     grads = {}
     kernels.set_num_threads(threads)
@@ -278,7 +340,7 @@ def test_fused_attention_gradients_equal_torch_path(threads):
             layer.zero_grad()
             x = feats.clone().requires_grad_()
             assert layer._fused(x) == fused
-            (layer(x, cx.down_index, up) * w).sum().backward()
+            (layer(x, nb) * w).sum().backward()
             grads[fused] = [x.grad] + [p.grad.clone() for p in layer.parameters()]
     finally:
         kernels.set_num_threads(None)
@@ -297,19 +359,24 @@ def test_score_nets_fused_inference_equals_torch_path():
         torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-4)
 
 
-def test_can_attend_rejects_too_many_heads():
+def test_can_attend_rejects_what_it_cannot_compute():
     if not kernels.available():
         pytest.skip(f"fused kernels unavailable: {kernels.unavailable_reason()}")
+    h, s, marks = torch.zeros(3, 8), torch.zeros(3, 2), torch.ones(3, 1, dtype=torch.uint8)
+    ptr, order = torch.tensor([0, 3]), torch.tensor([0])
     with pytest.raises(ValueError, match="at most 32 heads"):
-        kernels.can_attend(torch.zeros(3, 66), torch.zeros(3, 33), torch.zeros(3, 33),
-                           torch.zeros(2, 0, dtype=torch.long), 33, 0.2)
+        kernels.can_attend(torch.zeros(3, 66), torch.zeros(3, 33), torch.zeros(3, 33), marks, ptr, order, 33, 0.2)
+    with pytest.raises(ValueError, match="packed marks must be"):
+        kernels.can_attend(h, s, s, marks.bool(), ptr, order, 2, 0.2)
+    with pytest.raises(ValueError, match="graph_ptr must end at the 3 cells"):
+        kernels.can_attend(h, s, s, marks, torch.tensor([0, 2]), order, 2, 0.2)
+    with pytest.raises(ValueError, match="a graph of 9"):
+        kernels.can_attend(torch.zeros(9, 8), torch.zeros(9, 2), torch.zeros(9, 2), torch.ones(9, 1, dtype=torch.uint8),
+                           torch.tensor([0, 9]), order, 2, 0.2)
 
 
 def test_training_works_after_sampling_in_the_same_process():
-    """Index caches first filled under inference mode (sampling) must still serve autograd (training)."""
-    from molgen.nets.gdss import _Pairs
-
-    _Pairs._cache.clear()
+    """Nothing computed under inference mode (sampling) is kept for autograd (training)."""
     x, adj, flags = noisy(SMILES, sigma=0.3)
     t = torch.full((len(SMILES),), 0.5)
     net_x, net_a = make_nets()

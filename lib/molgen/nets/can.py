@@ -5,7 +5,7 @@ Molecular graphs are lifted to 2-dimensional cell complexes (atoms are 0-cells, 
 neighbourhoods of each edge: the lower one (edges sharing an atom) and the upper one (edges sharing a ring), each
 with its own weights and attention vectors; the two aggregates and a linear skip of the input are summed.
 
-Layers (index-based, so one call handles a whole batch of complexes):
+Layers (one call handles a whole batch of complexes):
 
 - ``CANLayer``: the attention layer; with the same configuration it computes the function of topomodelx 0.0.1's
   ``CANLayer`` (version "v1", GAT-style attention), see the class docstring for where they differ;
@@ -16,15 +16,19 @@ Layers (index-based, so one call handles a whole batch of complexes):
 Score networks (GDSS interface plus time, ``forward(x, adj, flags, t)``, ``time_conditioned = True``):
 
 - ``CANScoreX`` -> (B, N, F) node-feature score; ``CANScoreA`` -> (B, N, N) symmetric adjacency score with a zero
-  diagonal. Both lift the *current noisy* adjacency, thresholded: ``lift_graphs(A_t, flags, threshold)``. During
-  sampling no molecule exists, only the noisy state (X_t, A_t); the thresholded graph is the one structure the
-  network can see at every step, in training and in sampling alike, so it is the complex the network is given.
-  The continuous A_t still enters as a node-level dense GCN input and as an edge / pair input. Time enters as a
-  sinusoidal embedding of t. ``lift_state`` reuses the last lift for an equal state, so the X- and A-networks
-  scoring the same (X_t, A_t) lift it once.
+  diagonal. Both read the complex of the *current noisy* adjacency, thresholded (``lift_complex``:
+  ``molgen.neighbourhoods.lift_neighbourhoods(A_t, flags, threshold)``). During sampling no molecule exists,
+  only the noisy state (X_t, A_t); the thresholded graph is the one structure the network can see at every
+  step, in training and in sampling alike, so it is the complex the network is given. The continuous A_t still
+  enters as a node-level dense GCN input and as an edge / pair input. Time enters as a sinusoidal embedding of
+  t. ``forward(..., cx)`` takes a complex lifted by the caller: the score of a state (``losses.GraphScore``)
+  lifts it once for both networks (``lift_key`` says when two networks lift alike).
 
-On the CPU the attention aggregate runs as one fused C++ pass over the target-sorted pairs, with its own
-backward (``kernels.can_attend``); other devices use the torch_geometric ops.
+Neighbourhoods are small dense boolean matrices per graph (``molgen.neighbourhoods.Neighbourhoods``): the bonds
+of each graph in ``K`` slots, as GDSS's dense tensors hold atoms. On the CPU the attention aggregate is a fused
+C++ kernel (``kernels.can_attend``, with its backward) computing one ``K x K`` score matrix per graph, vectorised
+across 16 graphs of about the same size; on other devices the same dense matrices are batched torch ops; a CPU
+without the kernel (no compiler) attends over pair lists (work in proportion to the neighbours, not to ``K^2``).
 """
 from __future__ import annotations
 
@@ -36,29 +40,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter, softmax
 
-from ..complexes import lift_graphs
+from ..neighbourhoods import CellNeighbourhoods, Neighbourhoods, lift_neighbourhoods
 from . import kernels
-from .gdss import _Pairs, normalize_adj, use_kernels
+from .gdss import normalize_adj, use_kernels
 
 Tensor = torch.Tensor
 
-
-_last_lift: list = []  # [adj copy, flags copy, (threshold, max_ring, inference mode), complex] of the last call
-
-
-def lift_state(adj: Tensor, flags: Tensor, threshold: float, max_ring: int):
-    """``lift_graphs(adj, flags, threshold, max_ring)``, reusing the previous complex when called again on an equal
-    state (the X- and A-networks score the same state one after the other; comparing the dense tensors costs far
-    less than a lift) in the same inference mode (a complex lifted while sampling cannot serve autograd)."""
-    key = (threshold, max_ring, torch.is_inference_mode_enabled())
-    if (_last_lift and _last_lift[2] == key
-            and all(c.shape == v.shape and c.dtype == v.dtype and c.device == v.device and torch.equal(c, v)
-                    for c, v in ((_last_lift[0], adj), (_last_lift[1], flags)))):
-        return _last_lift[3]
-    adj, flags = adj.detach().clone(), flags.detach().clone()
-    cx = lift_graphs(adj, flags, threshold=threshold, max_ring=max_ring)
-    _last_lift[:] = [adj, flags, key, cx]
-    return cx
+PAIR_CHUNK = 128
+"""Graphs whose atom pairs ``CANScoreA`` scores at once on a CPU (their (graphs, pairs, hidden) tensors fit its
+cache; the same numbers as all at once)."""
 
 
 class CANLayer(nn.Module):
@@ -71,9 +61,9 @@ class CANLayer(nn.Module):
 
     then ``out = update(m^down + m^up + x W_skip)``, heads concatenated (``concat``) or averaged.
 
-    ``forward(x (E, in), down_index (2, nnz), up_index (2, nnz)) -> (E, out)``; the index rows are (target, source)
-    and must contain every self-loop wanted (the lifting's ``down_index``/``up_index`` do: every edge is its own
-    lower and upper neighbour, so each softmax is over a non-empty set even for edges in no ring).
+    ``forward(x (E, in), nb) -> (E, out)`` with ``nb`` the ``Neighbourhoods`` of the E cells, which must contain
+    every self-loop wanted (the lifting's do: every edge is its own lower and upper neighbour, so each softmax is
+    over a non-empty set even for edges in no ring; a cell without neighbours gets a zero aggregate).
 
     Relation to topomodelx 0.0.1 ``CANLayer(version="v1", add_self_loops=True, aggr_func="sum")`` given the
     unsigned Laplacians of the same complex: identical function, weights mapped by ``copy_from_topomodelx`` in the
@@ -111,9 +101,26 @@ class CANLayer(nn.Module):
             nn.init.xavier_uniform_(self.att_src.data[k])
             nn.init.xavier_uniform_(self.att_dst.data[k])
 
-    def _attend(self, h: Tensor, s_src: Tensor, s_dst: Tensor, index: Tensor) -> Tensor:
-        """Attention aggregate (E, heads, c) of h (E, heads, c) over the neighbourhood ``index`` (target, source),
-        given the per-cell source and target scores a^src . h and a^dst . h (E, heads)."""
+    def _attend_padded(self, h: Tensor, s_src: Tensor, s_dst: Tensor, marks: Tensor, nb: Neighbourhoods) -> Tensor:
+        """Attention aggregate (E, heads, c) of h (E, heads, c) over the neighbourhood ``marks`` (E, K), given the
+        per-cell source and target scores a^src . h and a^dst . h (E, heads): the cells of each graph padded to
+        K slots, one K x K score matrix per graph and head (the form for a GPU)."""
+        b, k, rows = nb.batch_size, marks.shape[1], nb.padded_rows
+
+        def padded(v: Tensor) -> Tensor:
+            return v.new_zeros((b * k,) + v.shape[1:]).index_copy(0, rows, v).reshape((b, k) + v.shape[1:])
+
+        mask = padded(marks).unsqueeze(-1)  # B, K (target), K (source), 1
+        score = self.att_activation(padded(s_dst).unsqueeze(2) + padded(s_src).unsqueeze(1))  # B, K, K, heads
+        score = score.masked_fill(~mask, torch.finfo(score.dtype).min)
+        alpha = torch.softmax(score, dim=2).masked_fill(~mask, 0.0)
+        alpha = F.dropout(alpha, p=self.dropout, training=self.training)
+        out = torch.einsum("btsh,bshc->bthc", alpha, padded(h))
+        return out.reshape((b * k,) + h.shape[1:]).index_select(0, rows)
+
+    def _attend_pairs(self, h: Tensor, s_src: Tensor, s_dst: Tensor, index: Tensor) -> Tensor:
+        """The same aggregate over the (target, source) pair list ``index`` (the form for a CPU without the fused
+        kernel: work in proportion to the pairs)."""
         tgt, src = index[0], index[1]
         score = self.att_activation(s_src.index_select(0, src) + s_dst.index_select(0, tgt))
         alpha = softmax(score, tgt, num_nodes=h.shape[0])
@@ -121,29 +128,35 @@ class CANLayer(nn.Module):
         msg = h.index_select(0, src) * alpha.unsqueeze(-1)
         return scatter(msg, tgt, dim=0, dim_size=h.shape[0], reduce="sum")
 
+    def _attend(self, h: Tensor, s_src: Tensor, s_dst: Tensor, k: int, nb: Neighbourhoods) -> Tensor:
+        """Aggregate over neighbourhood k (0: down, 1: up) with the torch ops suiting the device."""
+        if h.device.type == "cpu":
+            return self._attend_pairs(h, s_src, s_dst, nb.down_pairs if k == 0 else nb.up_pairs)
+        return self._attend_padded(h, s_src, s_dst, nb.down if k == 0 else nb.up, nb)
+
     def _fused(self, x: Tensor) -> bool:
-        """The fused CPU aggregate (``kernels.can_attend``, forward and backward) replaces the torch_geometric
-        ops when no attention dropout is active and the attention activation is a leaky ReLU."""
+        """The fused CPU aggregate (``kernels.can_attend``, forward and backward) replaces the torch ops when no
+        attention dropout is active and the attention activation is a leaky ReLU."""
         return (not (self.training and self.dropout > 0) and isinstance(self.att_activation, nn.LeakyReLU)
                 and use_kernels(self, x))
 
-    def forward(self, x: Tensor, down_index: Tensor, up_index: Tensor) -> Tensor:
+    def forward(self, x: Tensor, nb: Neighbourhoods) -> Tensor:
         n, o, nh = x.shape[0], self.out_channels, self.heads
         # the scores a . (W x) are linear in x: their weights a W are appended to the one matmul
         w = self.lin.weight
         att = torch.stack([self.att_src, self.att_dst], 1)  # (neighbourhood, src / dst, heads, c)
         w_att = torch.einsum("kshc,khci->kshi", att, w[:2 * o].reshape(2, nh, self.head_dim, -1))
         z = x @ torch.cat([w, w_att.reshape(4 * nh, -1)]).t()
-        z_down, z_up, z_skip, sc = z.split([o, o, w.shape[0] - 2 * o, 4 * nh], dim=1)
-        sc = sc.reshape(n, 2, 2, nh)  # (neighbourhood, src / dst, heads)
+        # one split (its backward is one cat): messages down / up, skip, scores (down src, down dst, up src, up dst)
+        z_down, z_up, z_skip, d_src, d_dst, u_src, u_dst = z.split([o, o, w.shape[0] - 2 * o] + [nh] * 4, dim=1)
         if self._fused(x):
             slope = self.att_activation.negative_slope
-            m = kernels.can_attend(z_down, sc[:, 0, 0], sc[:, 0, 1], down_index, nh, slope)
-            m = kernels.can_attend(z_up, sc[:, 1, 0], sc[:, 1, 1], up_index, nh, slope, out=m)
+            m = kernels.can_attend(z_down, d_src, d_dst, nb.down_packed, nb.graph_ptr, nb.order, nh, slope)
+            m = kernels.can_attend(z_up, u_src, u_dst, nb.up_packed, nb.graph_ptr, nb.order, nh, slope, out=m)
             m = m.reshape(n, nh, self.head_dim)
         else:
-            m = (self._attend(z_down.reshape(n, nh, self.head_dim), sc[:, 0, 0], sc[:, 0, 1], down_index)
-                 + self._attend(z_up.reshape(n, nh, self.head_dim), sc[:, 1, 0], sc[:, 1, 1], up_index))
+            m = (self._attend(z_down.reshape(n, nh, self.head_dim), d_src, d_dst, 0, nb)
+                 + self._attend(z_up.reshape(n, nh, self.head_dim), u_src, u_dst, 1, nb))
         m = m.reshape(n, o) if self.concat else m.mean(1)
         if self.skip_connection:
             m = m + z_skip
@@ -250,7 +263,7 @@ class _CellEncoder(nn.Module):
     - time: sinusoidal embedding of t -> MLP -> ``temb`` (B, hidden), added to the node input and given to edges;
     - nodes: h_0 = lin(X_t) + temb, then ``gcn_depth`` dense GCN layers over the continuous A_t (GDSS's
       normalisation), h_{l+1} = tanh(GCN(h_l)); node state = lin([h_0, ..., h_L]);
-    - complex: ``lift_graphs(A_t, flags, threshold)``;
+    - complex: the lift of the thresholded A_t (``CellNeighbourhoods``), given by the caller;
     - edges: [AttentionLift(node states), A_t[u, v], temb, ring input] -> lin -> e_0, then per CAN layer
       e <- LayerNorm(e + CAN(e)); with ``ring_features`` the ring input is the mean over the rings of an edge of
       an embedding of ``ring_attributes`` plus the number of such rings (zero for edges in no ring).
@@ -274,8 +287,8 @@ class _CellEncoder(nn.Module):
         self.layers = nn.ModuleList(CANLayer(hidden, hidden, heads=heads) for _ in range(num_layers))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(num_layers))
 
-    def forward(self, x: Tensor, adj: Tensor, flags: Tensor, t: Tensor):
-        """(node states (B*N, hidden), edge states (E, hidden), temb (B, hidden), complex)."""
+    def forward(self, x: Tensor, adj: Tensor, flags: Tensor, t: Tensor, cx: CellNeighbourhoods):
+        """(node states (B*N, hidden), edge states (E, hidden), temb (B, hidden))."""
         b, n, _ = x.shape
         temb = self.time_mlp(time_embedding(t.reshape(-1).expand(b).to(x.dtype), self.hidden))
         mask = flags.unsqueeze(-1)
@@ -288,32 +301,30 @@ class _CellEncoder(nn.Module):
                 hs.append(h)
         h = (self.node_out(torch.cat(hs, -1)) * mask).reshape(b * n, -1)
 
-        cx = lift_state(adj, flags, self.threshold, self.max_ring)
         ei = cx.edge_index
-        u, v = ei[0], ei[1]
-        a_uv = adj.reshape(-1).index_select(0, u * n + v % n).unsqueeze(1)
+        a_uv = adj.reshape(-1).index_select(0, ei[0] * n + ei[1] % n).unsqueeze(1)
         parts = [self.lift(h, ei), a_uv, temb.index_select(0, cx.edge_batch)]
         if self.ring_features:
-            parts.append(self._ring_input(cx, x, adj, ei.shape[1]))
+            parts.append(self._ring_input(cx, x, adj))
         e = self.edge_in(torch.cat(parts, dim=1))
         for layer, norm in zip(self.layers, self.norms):
-            e = norm(e + layer(e, cx.down_index, cx.up_index))
-        return h, e, temb, cx
+            e = norm(e + layer(e, cx.neighbourhoods))
+        return h, e, temb
 
-    def _ring_input(self, cx, x: Tensor, adj: Tensor, num_edges: int) -> Tensor:
-        """(E, hidden + 1): mean over the rings of each edge (through |B2|) of the ring embedding, and the count."""
-        attrs = ring_attributes(cx, x, adj, self.n_atom_types, self.max_ring, self.bond_unit)
-        emb = self.ring_mlp(attrs)
-        inc = cx.B2.coalesce().indices()  # (edge, face) pairs of |B2|
-        count = scatter(torch.ones_like(inc[0], dtype=x.dtype), inc[0], dim=0, dim_size=num_edges)
-        summed = scatter(emb.index_select(0, inc[1]), inc[0], dim=0, dim_size=num_edges)
+    def _ring_input(self, cx: CellNeighbourhoods, x: Tensor, adj: Tensor) -> Tensor:
+        """(E, hidden + 1): mean over the rings of each edge of the ring embedding, and the number of rings."""
+        emb = self.ring_mlp(ring_attributes(cx, x, adj, self.n_atom_types, self.max_ring, self.bond_unit))
+        num_edges, length = cx.num_edges, cx.face_edges.shape[1]
+        rows = torch.where(cx.face_edges >= 0, cx.face_edges, num_edges).reshape(-1)  # padding: a spare row
+        count = x.new_zeros(num_edges + 1).index_add_(0, rows, x.new_ones(rows.shape))[:num_edges]
+        summed = emb.new_zeros(num_edges + 1, emb.shape[1]).index_add_(
+            0, rows, emb.unsqueeze(1).expand(-1, length, -1).reshape(-1, emb.shape[1]))[:num_edges]
         return torch.cat([summed / count.clamp(min=1.0).unsqueeze(1), count.unsqueeze(1)], dim=1)
 
 
 def _pool_to_nodes(e: Tensor, edge_index: Tensor, num_nodes: int) -> Tensor:
     """|B1| e: the sum of the states of the edges incident to each node."""
-    return (scatter(e, edge_index[0], dim=0, dim_size=num_nodes)
-            + scatter(e, edge_index[1], dim=0, dim_size=num_nodes))
+    return e.new_zeros(num_nodes, e.shape[1]).index_add_(0, edge_index[0], e).index_add_(0, edge_index[1], e)
 
 
 class _CANScore(nn.Module):
@@ -324,6 +335,9 @@ class _CANScore(nn.Module):
     ``ring_features`` 2-cell attributes as an edge input; ``n_atom_types`` size of the atom-type block of X
     (channel 0 = carbon); ``max_ring`` longest ring lifted; ``threshold`` on A_t for the lifted bonds;
     ``bond_unit`` bond order 1 in A's scale (1 for raw orders, 1/3 for "unit").
+
+    ``forward(x, adj, flags, t, cx=None)``: ``cx`` the ``lift_complex(adj, flags)`` of this state when the
+    caller has it (one lift for both networks of a score); lifted here otherwise.
     """
 
     time_conditioned = True
@@ -336,6 +350,15 @@ class _CANScore(nn.Module):
         self.trunk = _CellEncoder(max_feat_num, hidden, num_layers, heads, gcn_depth, ring_features,
                                   n_atom_types or max_feat_num, max_ring, threshold, bond_unit)
 
+    @property
+    def lift_key(self) -> tuple[str, float, int]:
+        """Networks with equal keys read the same complex of a state."""
+        return ("lift_neighbourhoods", self.trunk.threshold, self.trunk.max_ring)
+
+    def lift_complex(self, adj: Tensor, flags: Tensor) -> CellNeighbourhoods:
+        """The complex this network reads of the noisy adjacency ``adj`` (B, N, N)."""
+        return lift_neighbourhoods(adj, flags, self.trunk.threshold, self.trunk.max_ring)
+
 
 class CANScoreX(_CANScore):
     """Time-conditioned node-feature score s(X_t, A_t, t) (B, N, F) from a cell-attention trunk.
@@ -347,9 +370,11 @@ class CANScoreX(_CANScore):
         super().__init__(max_feat_num, hidden, **kw)
         self.final = _mlp([3 * hidden, 2 * hidden, max_feat_num])
 
-    def forward(self, x: Tensor, adj: Tensor, flags: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, adj: Tensor, flags: Tensor, t: Tensor,
+                cx: CellNeighbourhoods | None = None) -> Tensor:
         b, n, _ = x.shape
-        h, e, temb, cx = self.trunk(x, adj, flags, t)
+        cx = self.lift_complex(adj, flags) if cx is None else cx
+        h, e, temb = self.trunk(x, adj, flags, t, cx)
         pooled = _pool_to_nodes(e, cx.edge_index, b * n)
         node_t = temb.unsqueeze(1).expand(b, n, -1).reshape(b * n, -1)
         out = self.final(torch.cat([h, pooled, node_t], dim=1)).reshape(b, n, -1)
@@ -379,23 +404,44 @@ class CANScoreA(_CANScore):
         self.edge_to_pair = nn.Linear(hidden, hidden)
         self.final = _mlp([hidden, hidden, 1])
 
-    def forward(self, x: Tensor, adj: Tensor, flags: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, adj: Tensor, flags: Tensor, t: Tensor,
+                cx: CellNeighbourhoods | None = None) -> Tensor:
         b, n, _ = x.shape
-        h, e, temb, cx = self.trunk(x, adj, flags, t)
+        cx = self.lift_complex(adj, flags) if cx is None else cx
+        h, e, temb = self.trunk(x, adj, flags, t, cx)
         g = self.node(torch.cat([h, _pool_to_nodes(e, cx.edge_index, b * n)], dim=1)).reshape(b, n, -1)
-        flat, back = _Pairs.get(n, adj.device)
-        iu, ju = torch.div(flat, n, rounding_mode="floor"), flat % n
-        p = flat.shape[0]
-        gs = self.pair_sum(g)
-        a_p = adj.reshape(b, n * n).index_select(1, flat).unsqueeze(-1)
-        z = (gs.index_select(1, iu) + gs.index_select(1, ju) + a_p * self.pair_adj.weight[:, 0]
-             + self.pair_prod(g.index_select(1, iu) * g.index_select(1, ju)) + self.pair_time(temb).unsqueeze(1))
-        z = F.silu(z)  # B, P, hidden
-        # current bonds: edge (u, v), u < v, of graph k sits at pair row k * P + pair(u mod N, v mod N)
-        u, v = cx.edge_index[0] % n, cx.edge_index[1] % n
-        rows = cx.edge_batch * p + back.index_select(0, u * n + v)
-        z = z.reshape(b * p, -1).index_add(0, rows, self.edge_to_pair(e)).reshape(b, p, -1)
-        pair_mask = (flags.index_select(1, iu) * flags.index_select(1, ju)).unsqueeze(-1)
-        score = self.final(z) * pair_mask  # B, P, 1
-        padded = torch.cat([score, score.new_zeros(b, 1, 1)], dim=1)
-        return padded.index_select(1, back).reshape(b, n, n)
+        end_i, end_j, upper, dense = _pair_maps(n, g)
+        # per node: its share of the g_i + g_j block and of the time block of the first pair layer
+        node_terms = self.pair_sum(g) + 0.5 * self.pair_time(temb).unsqueeze(1)
+        a_p = adj.reshape(b, n * n).index_select(1, upper)  # A_t[i, j] (B, P)
+        on_bonds = self.edge_to_pair(e)
+        p, no_grad = end_i.shape[0], not torch.is_grad_enabled()
+        chunk = PAIR_CHUNK if g.device.type == "cpu" else b
+        # the bonds of each chunk of graphs: pair rows are sorted, so each chunk's are one run
+        cuts = torch.searchsorted(cx.pair_rows, torch.arange(0, b + chunk, chunk, device=g.device).clamp(max=b) * p)
+        cuts = cuts.tolist()
+        parts = zip(g.split(chunk), node_terms.split(chunk), a_p.split(chunk),
+                    on_bonds.split([hi - lo for lo, hi in zip(cuts[:-1], cuts[1:])]))
+        scores = []
+        for k, (gc, nt, ap, bonds) in enumerate(parts):
+            z = self.pair_prod((end_i @ gc) * (end_j @ gc))  # gathers along the node axis as one-hot matmuls
+            z.add_((end_i + end_j) @ nt).addcmul_(ap.unsqueeze(-1), self.pair_adj.weight[:, 0])
+            z = F.silu(z, inplace=no_grad).reshape(-1, z.shape[-1])
+            z.index_add_(0, cx.pair_rows[cuts[k]:cuts[k + 1]] - k * chunk * p, bonds)  # the current bonds' states
+            scores.append(self.final(z).reshape(gc.shape[0], p))
+        pair_mask = (flags @ end_i.t()) * (flags @ end_j.t())
+        return ((torch.cat(scores) * pair_mask) @ dense).reshape(b, n, n)
+
+
+def _pair_maps(n: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The pairs i < j of n nodes (``torch.triu_indices`` order), with one-hot maps as matrices so that gathers
+    along the node axis are small matmuls: ends (P, N) (row p selects node i, resp. j, of pair p), the flat
+    index i * n + j (P,), and ``dense`` (P, N * N) placing pair p at (i, j) and (j, i)."""
+    iu, ju = torch.triu_indices(n, n, 1, device=like.device)
+    p = iu.shape[0]
+    rows = torch.arange(p, device=like.device)
+    end_i = like.new_zeros(p, n).index_put_((rows, iu), like.new_ones(()))
+    end_j = like.new_zeros(p, n).index_put_((rows, ju), like.new_ones(()))
+    dense = like.new_zeros(p, n * n).index_put_((rows, iu * n + ju), like.new_ones(()))
+    dense.index_put_((rows, ju * n + iu), like.new_ones(()))
+    return end_i, end_j, iu * n + ju, dense

@@ -283,41 +283,80 @@ struct Block {
   }
 };
 
-// Unnormalised attention weights of target i (molgen.nets.can): ebuf[p * H + k] = exp(e_pk - max_p e_pk) for
-// its p-th pair, e = leaky_relu(ssrc[src] + sdst[i], slope) per head k, the exps taken over whole vectors;
-// den[k] = sum_p ebuf[p * H + k] + 1e-16. Returns the number of pairs (0: nothing written). H <= 32.
-inline int64_t attention_weights(const float* ssrc, const float* sdst, int64_t s_stride, const int64_t* ptr,
-                                 const int64_t* src, int64_t i, int H, float slope, std::vector<float>& ebuf,
-                                 float* den) {
-  const int64_t beg = ptr[i], deg = ptr[i + 1] - beg;
-  if (deg == 0) return 0;
-  const int64_t ne = deg * H, padded = (ne + L - 1) / L * L;
-  if (static_cast<int64_t>(ebuf.size()) < padded) ebuf.resize(padded);
-  float m[32];
-  const float* sd = sdst + i * s_stride;
-  for (int k = 0; k < H; ++k) m[k] = -INFINITY, den[k] = 1e-16f;
-  for (int64_t p = 0; p < deg; ++p) {
-    const float* ss = ssrc + src[beg + p] * s_stride;
-    for (int k = 0; k < H; ++k) {
-      float e = ss[k] + sd[k];
-      e = e > 0.0f ? e : slope * e;
-      ebuf[p * H + k] = e;
-      m[k] = e > m[k] ? e : m[k];
+// Cell attention (molgen.nets.can.CANLayer) on a block of L graphs, lane-major: slot s of the cells of lane l's
+// graph is row first[l] + s of the packed inputs (n[l] cells, at most K in the block). Per target t and head k:
+//   e_ts = leaky_relu(ssrc[s][k] + sdst[t][k], slope) for the marked slots s of t's row,
+//   alpha_ts = softmax_s(e_ts) (max taken per target),  out[t][k][:] = sum_s alpha_ts h[s][k][:]
+// A row of marks is bit-packed, slot s in bit s % 8 of byte s / 8. Buffers: hq[q][s] (q = k * C + c), sk[k][s],
+// dk[k][t] (target scores), mb[t][byte] (each lane's mark byte), mk[s] (the marks of one target, 1 or 0).
+struct CANBlock {
+  int K = 0, W = 0, H, C, HC;
+  int64_t first[L];
+  int n[L];
+  std::vector<vf> hq, sk, dk, mk, e, w;
+  std::vector<vi> mb;
+
+  CANBlock(int H_, int C_) : H(H_), C(C_), HC(H_ * C_) {}
+
+  // graphs order[g0 .. g0 + L) (fewer at the end) of the batch with cell offsets gptr
+  void load(const float* h, int64_t h_stride, const float* ssrc, const float* sdst, int64_t s_stride,
+            const uint8_t* marks, int64_t m_stride, const int64_t* gptr, const int64_t* order, int64_t g0,
+            int64_t g1) {
+    K = 0;
+    for (int l = 0; l < L; ++l) {
+      const int64_t g = g0 + l < g1 ? order[g0 + l] : -1;
+      first[l] = g >= 0 ? gptr[g] : 0;
+      n[l] = g >= 0 ? static_cast<int>(gptr[g + 1] - gptr[g]) : 0;
+      K = n[l] > K ? n[l] : K;
     }
+    W = (K + 7) / 8;
+    hq.assign(static_cast<size_t>(HC) * K, vf{});
+    sk.assign(static_cast<size_t>(H) * K, vf{});
+    dk.assign(static_cast<size_t>(H) * K, vf{});
+    mb.assign(static_cast<size_t>(W) * K, vi{});
+    mk.resize(K);
+    e.resize(K);
+    w.resize(K);
+    for (int l = 0; l < L; ++l)
+      for (int s = 0; s < n[l]; ++s) {
+        const int64_t row = first[l] + s;
+        const float* hr = h + row * h_stride;
+        for (int q = 0; q < HC; ++q) lanes(&hq[q * K + s])[l] = hr[q];
+        for (int k = 0; k < H; ++k) {
+          lanes(&sk[k * K + s])[l] = ssrc[row * s_stride + k];
+          lanes(&dk[k * K + s])[l] = sdst[row * s_stride + k];
+        }
+        const uint8_t* mr = marks + row * m_stride;
+        for (int b = 0; b < W; ++b) reinterpret_cast<int32_t*>(&mb[s * W + b])[l] = mr[b];
+      }
   }
-  for (int64_t p = 0; p < deg; ++p)
-    for (int k = 0; k < H; ++k) ebuf[p * H + k] -= m[k];
-  for (int64_t q = ne; q < padded; ++q) ebuf[q] = -87.0f;
-  for (int64_t q = 0; q < padded; q += L) {
-    vf v;
-    __builtin_memcpy(&v, ebuf.data() + q, sizeof(vf));
-    v = exp_neg(v);
-    __builtin_memcpy(ebuf.data() + q, &v, sizeof(vf));
+
+  // the marks of target t as 1 / 0 per slot
+  void marks_of(int t) {
+    for (int s = 0; s < K; ++s) mk[s] = __builtin_convertvector((mb[t * W + s / 8] >> (s % 8)) & 1, vf);
   }
-  for (int64_t p = 0; p < deg; ++p)
-    for (int k = 0; k < H; ++k) den[k] += ebuf[p * H + k];
-  return deg;
-}
+
+  // e (leaky scores, masked to -1e30), w = exp(e - max) * mask for target t (marks_of(t) first), head k;
+  // returns the denominator
+  vf weights(int t, int k, float slope) {
+    const vf d = dk[k * K + t];
+    const vf* sr = &sk[k * K];
+    vf mx = splat(-1e30f);
+    for (int s = 0; s < K; ++s) {
+      vf v = sr[s] + d;
+      v = v > 0.0f ? v : v * slope;
+      v = mk[s] > 0.0f ? v : splat(-1e30f);
+      e[s] = v;
+      mx = v > mx ? v : mx;
+    }
+    vf den = splat(1e-16f);
+    for (int s = 0; s < K; ++s) {
+      w[s] = exp_neg(e[s] - mx) * mk[s];
+      den += w[s];
+    }
+    return den;
+  }
+};
 
 }  // namespace
 
@@ -865,87 +904,115 @@ void elu_backward(const float* y, const float* dy, float* dx, int64_t n0, int64_
   for (int64_t i = n0; i < n1; ++i) dx[i] = y[i] > 0.0f ? dy[i] : dy[i] * (y[i] + 1.0f);
 }
 
-// Cell attention aggregate (molgen.nets.can.CANLayer): for every target cell i in [t0, t1) and head k, over its
-// neighbours j = src[ptr[i] .. ptr[i+1]) (pairs sorted by target):
-//   e_ij = leaky_relu(ssrc[j][k] + sdst[i][k], slope),  alpha_ij = softmax_j(e_ij) (max taken per target),
-//   out[i][k][:] (+)= sum_j alpha_ij h[j][k][:]
-// h rows have stride h_stride (floats), score rows s_stride; out is [E][H*C], added to when accumulate != 0.
+// Cell attention aggregate (molgen.nets.can.CANLayer, see CANBlock) for the blocks of graphs order[g0 .. g1),
+// L graphs per block: out[row] (+)= the aggregate of each cell row of these graphs. h rows have stride h_stride
+// (floats), score rows s_stride, bit-packed mark rows m_stride (bytes); out is [E][H*C], added to when
+// accumulate != 0.
 void can_attend_forward(const float* h, int64_t h_stride, const float* ssrc, const float* sdst,
-                        int64_t s_stride, const int64_t* ptr, const int64_t* src, float* out, int64_t t0,
-                        int64_t t1, int H, int C, float slope, int accumulate) {
-  // local arrays (not aliased by the argument pointers, so they stay in registers); H <= 32, H * C <= 256
-  float den[32], acc[256], wrow[256];
-  std::vector<float> ebuf;
+                        int64_t s_stride, const uint8_t* marks, int64_t m_stride, const int64_t* gptr,
+                        const int64_t* order, float* out, int64_t g0, int64_t g1, int H, int C, float slope,
+                        int accumulate) {
+  CANBlock blk(H, C);
+  std::vector<vf> o;
   const int HC = H * C;
-  for (int64_t i = t0; i < t1; ++i) {
-    float* o = out + i * HC;
-    const int64_t deg = attention_weights(ssrc, sdst, s_stride, ptr, src, i, H, slope, ebuf, den);
-    if (deg == 0) {
-      if (!accumulate) for (int q = 0; q < HC; ++q) o[q] = 0.0f;
-      continue;
-    }
-    for (int q = 0; q < HC; ++q) acc[q] = 0.0f;
-    const float* eb = ebuf.data();
-    for (int64_t p = 0; p < deg; ++p) {
-      const float* hj = h + src[ptr[i] + p] * h_stride;
-      for (int k = 0; k < H; ++k)
-        for (int c = 0; c < C; ++c) wrow[k * C + c] = eb[p * H + k];
-      for (int q = 0; q < HC; ++q) acc[q] += wrow[q] * hj[q];
-    }
-    for (int k = 0; k < H; ++k) {
-      const float inv = 1.0f / den[k];
-      for (int c = 0; c < C; ++c) {
-        const float v = acc[k * C + c] * inv;
-        o[k * C + c] = accumulate ? o[k * C + c] + v : v;
+  for (int64_t gb = g0; gb < g1; gb += L) {
+    blk.load(h, h_stride, ssrc, sdst, s_stride, marks, m_stride, gptr, order, gb, g1);
+    const int K = blk.K;
+    o.assign(static_cast<size_t>(HC) * K, vf{});
+    for (int t = 0; t < K; ++t) {
+      blk.marks_of(t);
+      for (int k = 0; k < H; ++k) {
+        const vf inv = 1.0f / blk.weights(t, k, slope);
+        for (int c = 0; c < C; ++c) {
+          const vf* hr = &blk.hq[(k * C + c) * K];
+          vf acc = vf{};
+          for (int s = 0; s < K; ++s) acc += blk.w[s] * hr[s];
+          o[t * HC + k * C + c] = acc * inv;
+        }
       }
     }
+    for (int l = 0; l < L; ++l)
+      for (int t = 0; t < blk.n[l]; ++t) {
+        float* orow = out + (blk.first[l] + t) * HC;
+        for (int q = 0; q < HC; ++q) {
+          const float v = lanes(&o[t * HC + q])[l];
+          orow[q] = accumulate ? orow[q] + v : v;
+        }
+      }
   }
 }
 
-// Backward of can_attend_forward (without accumulate) for targets [t0, t1), given dout[E][H*C] and the
-// forward's own out. With alpha and e as above and d_ij = <dout_i, h_j> per head:
-//   dh[j] += alpha_ij dout_i;   de_ij = alpha_ij (d_ij - <dout_i, out_i>) * (e_ij > 0 ? 1 : slope);
-//   dsdst[i] += sum_j de_ij;    dssrc[j] += de_ij.
-// dh [E][H*C] and dssrc, dsdst [E][H] (contiguous) are added to; a caller splitting targets over threads
-// gives each thread its own dh and dssrc (sources may belong to another thread's targets).
+// Backward of can_attend_forward (without accumulate) for the blocks of graphs order[g0 .. g1), given dout[E][H*C]
+// and the forward's out. With alpha and e as above and d_ts = <dout_t, h_s> per head:
+//   dh[s] += alpha_ts dout_t;   de_ts = alpha_ts (d_ts - <dout_t, out_t>) * (e_ts > 0 ? 1 : slope);
+//   dsdst[t] += sum_s de_ts;    dssrc[s] += sum_t de_ts.
+// Every neighbour lies in its target's graph, so the rows written (dh [E][H*C], dssrc and dsdst [E][H],
+// contiguous, overwritten) are those of these graphs only: blocks can run on separate threads.
 void can_attend_backward(const float* h, int64_t h_stride, const float* ssrc, const float* sdst,
-                         int64_t s_stride, const int64_t* ptr, const int64_t* src, const float* out,
-                         const float* dout, float* dh, float* dssrc, float* dsdst, int64_t t0, int64_t t1, int H,
-                         int C, float slope) {
-  float den[32], dot[32];
-  std::vector<float> ebuf;
+                         int64_t s_stride, const uint8_t* marks, int64_t m_stride, const int64_t* gptr,
+                         const int64_t* order, const float* out, const float* dout, float* dh, float* dssrc,
+                         float* dsdst, int64_t g0, int64_t g1, int H, int C, float slope) {
+  CANBlock blk(H, C);
+  std::vector<vf> go, dhq, dsk, dd, dot;
   const int HC = H * C;
-  for (int64_t i = t0; i < t1; ++i) {
-    const int64_t deg = attention_weights(ssrc, sdst, s_stride, ptr, src, i, H, slope, ebuf, den);
-    if (deg == 0) continue;
-    const float* go = dout + i * HC;
-    const float* oi = out + i * HC;
-    const float* sd = sdst + i * s_stride;
-    for (int k = 0; k < H; ++k) {
-      float acc = 0.0f;
-      for (int c = 0; c < C; ++c) acc += go[k * C + c] * oi[k * C + c];
-      dot[k] = acc;
-      den[k] = 1.0f / den[k];
-    }
-    float* gd = dsdst + i * H;
-    for (int64_t p = 0; p < deg; ++p) {
-      const int64_t j = src[ptr[i] + p];
-      const float* hj = h + j * h_stride;
-      const float* ss = ssrc + j * s_stride;
-      float* dhj = dh + j * HC;
-      float* gs = dssrc + j * H;
-      for (int k = 0; k < H; ++k) {
-        const float a = ebuf[p * H + k] * den[k];
-        float d = 0.0f;
-        for (int c = 0; c < C; ++c) {
-          d += go[k * C + c] * hj[k * C + c];
-          dhj[k * C + c] += a * go[k * C + c];
+  for (int64_t gb = g0; gb < g1; gb += L) {
+    blk.load(h, h_stride, ssrc, sdst, s_stride, marks, m_stride, gptr, order, gb, g1);
+    const int K = blk.K;
+    go.assign(static_cast<size_t>(HC) * K, vf{});
+    dot.assign(static_cast<size_t>(H) * K, vf{});
+    for (int l = 0; l < L; ++l)
+      for (int t = 0; t < blk.n[l]; ++t) {
+        const int64_t row = blk.first[l] + t;
+        for (int k = 0; k < H; ++k) {
+          float acc = 0.0f;
+          for (int c = 0; c < C; ++c) {
+            const float g = dout[row * HC + k * C + c];
+            lanes(&go[t * HC + k * C + c])[l] = g;
+            acc += g * out[row * HC + k * C + c];
+          }
+          lanes(&dot[k * K + t])[l] = acc;
         }
-        const float de = a * (d - dot[k]) * (ss[k] + sd[k] > 0.0f ? 1.0f : slope);
-        gd[k] += de;
-        gs[k] += de;
+      }
+    dhq.assign(static_cast<size_t>(HC) * K, vf{});
+    dsk.assign(static_cast<size_t>(H) * K, vf{});
+    dd.assign(static_cast<size_t>(H) * K, vf{});
+    std::vector<vf> d(K), a(K);
+    for (int t = 0; t < K; ++t) {
+      blk.marks_of(t);
+      for (int k = 0; k < H; ++k) {
+        const vf inv = 1.0f / blk.weights(t, k, slope);
+        for (int s = 0; s < K; ++s) d[s] = vf{}, a[s] = blk.w[s] * inv;
+        for (int c = 0; c < C; ++c) {
+          const vf g = go[t * HC + k * C + c];
+          const vf* hr = &blk.hq[(k * C + c) * K];
+          vf* dr = &dhq[(k * C + c) * K];
+          for (int s = 0; s < K; ++s) {
+            d[s] += g * hr[s];
+            dr[s] += a[s] * g;
+          }
+        }
+        const vf dt = dot[k * K + t], sd = blk.dk[k * K + t];
+        const vf* sr = &blk.sk[k * K];
+        vf* ds = &dsk[k * K];
+        vf sum = vf{};
+        for (int s = 0; s < K; ++s) {
+          const vf z = sr[s] + sd;
+          const vf de = a[s] * (d[s] - dt) * (z > 0.0f ? splat(1.0f) : splat(slope));
+          ds[s] += de;
+          sum += de;
+        }
+        dd[k * K + t] = sum;
       }
     }
+    for (int l = 0; l < L; ++l)
+      for (int s = 0; s < blk.n[l]; ++s) {
+        const int64_t row = blk.first[l] + s;
+        for (int q = 0; q < HC; ++q) dh[row * HC + q] = lanes(&dhq[q * K + s])[l];
+        for (int k = 0; k < H; ++k) {
+          dssrc[row * H + k] = lanes(&dsk[k * K + s])[l];
+          dsdst[row * H + k] = lanes(&dd[k * K + s])[l];
+        }
+      }
   }
 }
 

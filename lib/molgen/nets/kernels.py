@@ -122,9 +122,10 @@ def _load():
             lib.elu_forward.restype = None
             lib.elu_backward.argtypes = [p, p, p, i64, i64]
             lib.elu_backward.restype = None
-            lib.can_attend_forward.argtypes = [p, i64, p, p, i64, p, p, p, i64, i64, i32, i32, f32, i32]
+            lib.can_attend_forward.argtypes = [p, i64, p, p, i64, p, i64, p, p, p, i64, i64, i32, i32, f32, i32]
             lib.can_attend_forward.restype = None
-            lib.can_attend_backward.argtypes = [p, i64, p, p, i64, p, p, p, p, p, p, p, i64, i64, i32, i32, f32]
+            lib.can_attend_backward.argtypes = [p, i64, p, p, i64, p, i64, p, p, p, p, p, p, p, i64, i64, i32, i32,
+                                                f32]
             lib.can_attend_backward.restype = None
             _lib = lib
         except Exception as e:  # no compiler, failed build, unloadable library: fall back to PyTorch
@@ -370,63 +371,80 @@ def _attend_inputs(h, s_src, s_dst, heads):
     return h, h_stride, s_src, s_dst, s_stride
 
 
-def target_pointers(index: torch.Tensor, n: int) -> torch.Tensor:
-    """CSR row pointers (n + 1,) of pairs (2, nnz) sorted by target (row 0)."""
-    ptr = torch.zeros(n + 1, dtype=torch.int64)
-    torch.cumsum(torch.bincount(index[0], minlength=n), 0, out=ptr[1:])
-    return ptr
+def _graphs(packed: torch.Tensor, graph_ptr: torch.Tensor, order: torch.Tensor, cells: int):
+    """Packed mark rows with unit column stride (any row stride) and their row stride; int64 ``graph_ptr`` and
+    ``order``; the graphs for each thread (whole 16-graph blocks of the kernel). Checks the shapes against the
+    ``cells`` rows of h."""
+    b = order.shape[0]
+    if packed.dim() != 2 or packed.dtype != torch.uint8 or packed.shape[0] != cells or graph_ptr.shape != (b + 1,):
+        raise ValueError(f"packed marks must be ({cells}, W) uint8 and graph_ptr (B + 1,), got "
+                         f"{tuple(packed.shape)} {packed.dtype} and {tuple(graph_ptr.shape)} for {b} graphs")
+    graph_ptr = graph_ptr.detach().long().contiguous()
+    widest = int((graph_ptr[1:] - graph_ptr[:-1]).max()) if b else 0
+    if int(graph_ptr[-1]) != cells or widest > 8 * packed.shape[1]:
+        raise ValueError(f"graph_ptr must end at the {cells} cells and the packed rows hold {8 * packed.shape[1]} "
+                         f"slots, got {int(graph_ptr[-1])} cells and a graph of {widest}")
+    packed = packed.detach()
+    if packed.shape[1] > 1 and packed.stride(1) != 1:
+        packed = packed.contiguous()
+    chunks = [(16 * a, min(b, 16 * c)) for a, c in _chunks(-(-b // 16), 8)]
+    return packed, packed.stride(0), graph_ptr, order.detach().long().contiguous(), chunks
 
 
 class _CANAttend(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, s_src, s_dst, ptr, src, heads: int, slope: float):
-        out = _attend_forward(h, s_src, s_dst, ptr, src, heads, slope, None)
-        ctx.save_for_backward(h, s_src, s_dst, ptr, src, out)
+    def forward(ctx, h, s_src, s_dst, marks, graph_ptr, order, heads: int, slope: float):
+        out = _attend_forward(h, s_src, s_dst, marks, graph_ptr, order, heads, slope, None)
+        ctx.save_for_backward(h, s_src, s_dst, marks, graph_ptr, order, out)
         ctx.dims = (heads, slope)
         return out
 
     @staticmethod
     def backward(ctx, dout):
         lib = _load()
-        h, s_src, s_dst, ptr, src, out = ctx.saved_tensors
+        h, s_src, s_dst, marks, graph_ptr, order, out = ctx.saved_tensors
         heads, slope = ctx.dims
         n, hc = h.shape
         h, h_stride, s_src, s_dst, s_stride = _attend_inputs(h, s_src, s_dst, heads)
+        marks, m_stride, graph_ptr, order, chunks = _graphs(marks, graph_ptr, order, n)
         dout = _prep(dout)
-        chunks = _chunks(n, 512)
-        dh = torch.zeros(len(chunks), n, hc)  # per chunk: sources may lie in another chunk's targets
-        ds_src = torch.zeros(len(chunks), n, heads)
-        ds_dst = torch.zeros(n, heads)
+        dh, ds_src, ds_dst = torch.empty(n, hc), torch.empty(n, heads), torch.empty(n, heads)  # every row written
         _run(lib.can_attend_backward, chunks, lambda k, a, b: (
-            _ptr(h), h_stride, _ptr(s_src), _ptr(s_dst), s_stride, _ptr(ptr), _ptr(src), _ptr(out), _ptr(dout),
-            _ptr(dh[k]), _ptr(ds_src[k]), _ptr(ds_dst), a, b, heads, hc // heads, float(slope)))
-        return dh.sum(0), ds_src.sum(0), ds_dst, None, None, None, None
+            _ptr(h), h_stride, _ptr(s_src), _ptr(s_dst), s_stride, _ptr(marks), m_stride, _ptr(graph_ptr),
+            _ptr(order), _ptr(out), _ptr(dout), _ptr(dh), _ptr(ds_src), _ptr(ds_dst), a, b, heads, hc // heads,
+            float(slope)))
+        return dh, ds_src, ds_dst, None, None, None, None, None
 
 
-def _attend_forward(h, s_src, s_dst, ptr, src, heads, slope, out):
+def _attend_forward(h, s_src, s_dst, marks, graph_ptr, order, heads, slope, out):
     lib = _load()
     n = h.shape[0]
     h, h_stride, s_src, s_dst, s_stride = _attend_inputs(h, s_src, s_dst, heads)
+    marks, m_stride, graph_ptr, order, chunks = _graphs(marks, graph_ptr, order, n)
     accumulate = out is not None
     if out is None:
         out = torch.empty(n, h.shape[1])
     elif not (out.is_contiguous() and out.dtype == torch.float32 and out.shape == (n, h.shape[1])):
         raise ValueError(f"out must be a contiguous float32 tensor of shape {(n, h.shape[1])}")
-    _run(lib.can_attend_forward, _chunks(n, 512), lambda k, a, b: (
-        _ptr(h), h_stride, _ptr(s_src), _ptr(s_dst), s_stride, _ptr(ptr), _ptr(src), _ptr(out), a, b, heads,
-        h.shape[1] // heads, float(slope), int(accumulate)))
+    _run(lib.can_attend_forward, chunks, lambda k, a, b: (
+        _ptr(h), h_stride, _ptr(s_src), _ptr(s_dst), s_stride, _ptr(marks), m_stride, _ptr(graph_ptr),
+        _ptr(order), _ptr(out), a, b, heads, h.shape[1] // heads, float(slope), int(accumulate)))
     return out
 
 
-def can_attend(h: torch.Tensor, s_src: torch.Tensor, s_dst: torch.Tensor, index: torch.Tensor, heads: int,
-               slope: float, out: torch.Tensor | None = None) -> torch.Tensor:
+def can_attend(h: torch.Tensor, s_src: torch.Tensor, s_dst: torch.Tensor, marks: torch.Tensor,
+               graph_ptr: torch.Tensor, order: torch.Tensor, heads: int, slope: float,
+               out: torch.Tensor | None = None) -> torch.Tensor:
     """Cell-attention aggregate (E, heads * C) of ``molgen.nets.can.CANLayer``: for each target i,
-    ``sum_j softmax_j(leaky_relu(s_src[j] + s_dst[i], slope)) h[j]`` per head over the pairs ``index``
-    (2, nnz) = (target, source), which must be sorted by target. h (E, heads * C), s_src and s_dst (E, heads)
-    may be column slices of one tensor. Differentiable in h, s_src and s_dst when a gradient is wanted;
-    otherwise, with ``out``, the aggregate is added to it in place (and returned)."""
-    ptr, src = target_pointers(index, h.shape[0]), index[1].contiguous()
+    ``sum_j softmax_j(leaky_relu(s_src[j] + s_dst[i], slope)) h[j]`` per head over its neighbours j, the slots
+    marked in its row of ``marks`` within its graph (bit-packed rows, ``molgen.neighbourhoods.pack_marks``). The
+    E cells are numbered graph by graph, graph g's from ``graph_ptr[g]`` to ``graph_ptr[g + 1]`` (B + 1,); the
+    kernel takes the graphs 16 at a time in the order ``order`` (B,) (ordered by size, the 16 need about the same
+    K) and vectorises across them, with one dense K x K score matrix per graph (see ``molgen.neighbourhoods``).
+    h (E, heads * C), s_src and s_dst (E, heads) may be column slices of one tensor. Differentiable in h, s_src
+    and s_dst when a gradient is wanted; otherwise, with ``out``, the aggregate is added to it in place (and
+    returned)."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (h, s_src, s_dst)):
-        res = _CANAttend.apply(h, s_src, s_dst, ptr, src, heads, slope)
+        res = _CANAttend.apply(h, s_src, s_dst, marks, graph_ptr, order, heads, slope)
         return res if out is None else out + res
-    return _attend_forward(h, s_src, s_dst, ptr, src, heads, slope, out)
+    return _attend_forward(h, s_src, s_dst, marks, graph_ptr, order, heads, slope, out)
