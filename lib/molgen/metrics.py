@@ -530,9 +530,9 @@ def _fcd_model():
 def _disk_cache_path(cache_dir, kind: str, key: str):
     if cache_dir is None or key is None:
         return None
-    from .data import _resolve_dir
+    from .sources import resolve_dir
 
-    return _resolve_dir(cache_dir) / f"molgen_{kind}_{key[:24]}.npz"
+    return resolve_dir(cache_dir) / f"molgen_{kind}_{key[:24]}.npz"
 
 
 def fcd_reference_stats(ref_smiles: Sequence[str], cache_dir: str | None = None) -> dict:

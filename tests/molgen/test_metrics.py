@@ -11,6 +11,7 @@ from rdkit import Chem
 
 from molgen import data as D
 from molgen import metrics as M
+from molgen import sources as S
 
 TRAIN = ["CCO", "CCN", "c1ccccc1", "CC(=O)O", "CCCC", "C1CCCCC1", "CC#N", "OCCO"]
 TEST = ["CCCO", "CCNC", "c1ccncc1", "CC(C)=O", "CCOC", "C1CCNCC1", "CCC#N", "NCCO"]
@@ -28,7 +29,7 @@ ZINC_LIKE = [
 
 
 def _qm9_smiles(n=120):
-    return pd.read_csv(D.qm9_csv_paths()[2], usecols=["SMILES"], nrows=n)["SMILES"].tolist()
+    return pd.read_csv(S.qm9_csv_paths()[2], usecols=["SMILES"], nrows=n)["SMILES"].tolist()
 
 
 def test_validity_uniqueness_novelty():
