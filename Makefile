@@ -1,10 +1,13 @@
 # The two entry points of the README: `make site` (the full-size study: execute the notebooks whose inputs
 # changed, render with Quarto when present; ARGS="--profile default" for the quick CPU check) and `make test`.
 # Both create .venv and install the pinned dependencies first. Quarto is `quarto` on PATH or $(QUARTO).
+# `make test` splits the suite over the cores (pytest-xdist: one worker a core, at most 4; the site tests, which
+# render into the repository, share one worker); TEST_WORKERS=0 runs it in one process.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_WORKERS ?= auto
 
 .PHONY: site test venv clean
 
@@ -27,7 +30,7 @@ site: $(STAMP)
 	$(PY) -m paper build $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup $(ARGS)
 
 clean:
 	rm -rf $(VENV) _site .quarto

@@ -47,12 +47,26 @@ def worker(run: str, n: int, steps: int, cache_dir: str) -> None:
     torch.set_num_threads(1)
     from molgen.losses import dsm_loss
     from molgen.nets import kernels
-    from molgen.sampling import make_sampler, sample_flags
-    from molgen.train import EMA, build_sdes, load_run, make_optimizer
+    from molgen.sampling import sample_flags
+    from molgen.train import EMA, load_run
+
+    try:  # this checkout
+        from molgen.build import build_optimizer, build_sampler, build_sdes
+        from molgen.nets.score import GraphScore
+    except ImportError:  # a revision from before molgen.build (--before)
+        from molgen.losses import GraphScore
+        from molgen.sampling import make_sampler
+        from molgen.train import build_sdes
+        from molgen.train import make_optimizer as build_optimizer
+
+        def build_sampler(cfg, sde_x, sde_a, num_steps):
+            s = cfg.sampler
+            return make_sampler(sde_x, sde_a, predictor=s.predictor, corrector=s.corrector, snr=s.snr,
+                                scale_eps=s.scale_eps, n_steps=s.n_steps, probability_flow=s.probability_flow,
+                                denoise=s.noise_removal, eps=s.eps, num_steps=num_steps)
 
     cfg, net_x, net_a, ckpt = load_run(run)
-    torch.set_num_threads(1)
-    kernels.set_num_threads(1)
+    torch.set_num_threads(1)  # the kernels too: their threads follow torch's (OMP_NUM_THREADS=1 in the worker)
     sde_x, sde_a = build_sdes(cfg)
     gen = torch.Generator().manual_seed(0)
     try:
@@ -69,15 +83,10 @@ def worker(run: str, n: int, steps: int, cache_dir: str) -> None:
         x4, a_all, f_all = random_graphs(8192, gen)
         x_all = torch.nn.functional.pad(x4, (0, cfg.data.max_feat_num - x4.shape[-1]))
         n_train, data = QM9_N_TRAIN, "random"
-    opt_x, opt_a = make_optimizer(net_x, cfg), make_optimizer(net_a, cfg)
+    opt_x, opt_a = build_optimizer(net_x, cfg), build_optimizer(net_a, cfg)
     ema_x, ema_a = EMA(net_x, cfg.train.ema), EMA(net_a, cfg.train.ema)
-    s = cfg.sampler
-    sampler = make_sampler(sde_x, sde_a, predictor=s.predictor, corrector=s.corrector, snr=s.snr,
-                           scale_eps=s.scale_eps, n_steps=s.n_steps, denoise=s.noise_removal, eps=s.eps,
-                           num_steps=steps)
+    sampler = build_sampler(cfg, sde_x, sde_a, steps)
     flags = sample_flags(ckpt["n_atoms_counts"], n, cfg.data.max_node_num, generator=gen)
-    from molgen.losses import GraphScore
-
     score = GraphScore(net_x, net_a, sde_x, sde_a)
 
     def train_step() -> float:

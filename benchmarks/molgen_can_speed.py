@@ -26,11 +26,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 from common.io import write_json  # noqa: E402
-from molgen.losses import GraphScore, dsm_loss  # noqa: E402
+from molgen.build import build_sampler, build_sdes  # noqa: E402
+from molgen.losses import dsm_loss  # noqa: E402
 from molgen.nets import kernels  # noqa: E402
-from molgen.nets.gdss import set_use_kernels  # noqa: E402
-from molgen.sampling import make_sampler, sample_flags  # noqa: E402
-from molgen.train import build_sdes, load_run  # noqa: E402
+from molgen.nets.gdss import set_kernel_threads, set_use_kernels  # noqa: E402
+from molgen.nets.score import GraphScore  # noqa: E402
+from molgen.sampling import sample_flags  # noqa: E402
+from molgen.train import load_run  # noqa: E402
 from molgen_speed import random_graphs  # noqa: E402
 
 DEFAULT_RUN = Path(__file__).resolve().parents[1] / "data/runs/molgen/ablation_equal_epochs/can_feat_ring_s42"
@@ -46,16 +48,13 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    kernels.set_num_threads(1)
     if not kernels.available():
         print(f"fused kernels unavailable: {kernels.unavailable_reason()}", file=sys.stderr)
         return 1
     cfg, net_x, net_a, ckpt = load_run(args.run)
+    set_kernel_threads(net_x, 1), set_kernel_threads(net_a, 1)
     sde_x, sde_a = build_sdes(cfg)
-    s = cfg.sampler
-    sampler = make_sampler(sde_x, sde_a, predictor=s.predictor, corrector=s.corrector, snr=s.snr,
-                           scale_eps=s.scale_eps, n_steps=s.n_steps, denoise=s.noise_removal, eps=s.eps,
-                           num_steps=args.steps)
+    sampler = build_sampler(cfg, sde_x, sde_a, args.steps)
     flags = sample_flags(ckpt["n_atoms_counts"], args.n, cfg.data.max_node_num,
                          generator=torch.Generator().manual_seed(0))
     score = GraphScore(net_x, net_a, sde_x, sde_a)

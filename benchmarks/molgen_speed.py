@@ -35,12 +35,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
+from molgen.build import build_nets, build_optimizer, build_sampler, build_sdes  # noqa: E402
 from molgen.config import load_config  # noqa: E402
-from molgen.losses import GraphScore, dsm_loss  # noqa: E402
+from molgen.losses import dsm_loss  # noqa: E402
 from molgen.nets import kernels  # noqa: E402
+from molgen.nets.gdss import set_kernel_threads  # noqa: E402
 from molgen.nets.gdss_reference import reference_score_a, reference_score_x  # noqa: E402
-from molgen.sampling import make_sampler, sample_flags  # noqa: E402
-from molgen.train import EMA, build_nets, build_sdes, make_optimizer  # noqa: E402
+from molgen.nets.score import GraphScore  # noqa: E402
+from molgen.sampling import sample_flags  # noqa: E402
+from molgen.train import EMA  # noqa: E402
 
 GDSS_EPOCH_S = 94.0
 GDSS_SAMPLE_S = 586.0
@@ -80,7 +83,6 @@ def main() -> int:
     ap.add_argument("--ref-threads", type=int, default=None, help="torch threads of ref (default: --threads)")
     ap.add_argument("--json", type=str, default=None, help="also write the results here")
     args = ap.parse_args()
-    kernels.set_num_threads(args.threads)
     cfg = load_config("qm9_gdss")
     gen = torch.Generator().manual_seed(0)
 
@@ -103,13 +105,14 @@ def main() -> int:
 
     sde_x, sde_a = build_sdes(cfg)
     net_x, net_a = build_nets(cfg)
+    set_kernel_threads(net_x, args.threads), set_kernel_threads(net_a, args.threads)
     variants = {"ours": (net_x, net_a)}
     # ours: the fused kernels on args.threads (Python) threads, torch's own ops on one thread (as train.py does);
     # ref: torch on args.threads threads, as the GDSS code runs
     torch_threads = {"ours": 1 if kernels.available() else args.threads, "ref": args.ref_threads or args.threads}
     if not args.no_ref:
         variants["ref"] = (RefNet(net_x, reference_score_x), RefNet(net_a, reference_score_a))
-    opt_x, opt_a = make_optimizer(net_x, cfg), make_optimizer(net_a, cfg)
+    opt_x, opt_a = build_optimizer(net_x, cfg), build_optimizer(net_a, cfg)
     ema_x, ema_a = EMA(net_x, cfg.train.ema), EMA(net_a, cfg.train.ema)
 
     def train_step(fx, fa) -> float:
@@ -133,10 +136,7 @@ def main() -> int:
         dsm_loss(fx, fa, sde_x, sde_a, X[idx], A[idx], Fl[idx], eps=cfg.train.eps, generator=gen)
         return time.perf_counter() - t0
 
-    s = cfg.sampler
-    sampler = make_sampler(sde_x, sde_a, predictor=s.predictor, corrector=s.corrector, snr=s.snr,
-                           scale_eps=s.scale_eps, n_steps=s.n_steps, denoise=s.noise_removal, eps=s.eps,
-                           num_steps=args.steps)
+    sampler = build_sampler(cfg, sde_x, sde_a, args.steps)
     flags_s = sample_flags(torch.tensor(QM9_NODE_HIST), 1000, 9, generator=gen)
 
     @torch.inference_mode()

@@ -28,19 +28,18 @@ Choices (stated, and reported in :class:`MolDataset`):
   the novelty / FCD reference sets.
 * Adjacency scale: tensors hold raw bond orders (0..3, GDSS); :func:`scale_adjacency`
   maps them to the scale a model uses ("raw" or "unit" = divided by 3).
+
+Where each dataset's molecules come from and how they split into train and test is
+:mod:`molgen.sources` (one source per dataset); :func:`load_dataset` parses, encodes and caches
+what a source gives it.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
-import shutil
-import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -49,14 +48,15 @@ import numpy as np
 import torch
 from rdkit import Chem, RDLogger
 
-from common.io import atomic_path, save_torch
+from common.io import save_torch
 from .features import ATOM_VOCAB, DEFAULT_ATOM_FEATURES, AtomFeatureSpec
+from .sources import SOURCES, Source, SplitSpec, resolve_dir
 
 RDLogger.DisableLog("rdApp.*")
 
 # Maximum number of heavy atoms per molecule (QM9 and ZINC250k as in GDSS/MoFlow; MOSES:
 # the largest molecule of molsets' train+test files has 27 heavy atoms).
-MAX_ATOMS: dict[str, int] = {"qm9": 9, "zinc250k": 38, "moses": 27}
+MAX_ATOMS: dict[str, int] = {name: source.max_atoms for name, source in SOURCES.items()}
 
 BOND_ORDER = {
     Chem.BondType.SINGLE: 1,
@@ -66,21 +66,8 @@ BOND_ORDER = {
 ADJ_MODES = ("raw", "unit")
 CHARGE_MODES = ("drop", "skip", "keep")
 
-# ZINC250k: the chemical_vae CSV used by GraphNVP/MoFlow/GDSS (GDSS's data/zinc250k.csv
-# is this file with an index column).  Checksum recorded independently by several public
-# projects: 22,606,589 bytes, 249,455 rows, md5 b59078b2b04c6e9431280e3dc42048d5.
-ZINC250K_URL = (
-    "https://raw.githubusercontent.com/aspuru-guzik-group/chemical_vae/master/"
-    "models/zinc_properties/250k_rndm_zinc_drugs_clean_3.csv"
-)
-ZINC250K_SHA256 = "35e3f1a52b1badc0697e373d73a18ad773f415936ff992f4c6baa2e067b3e6ae"
-ZINC250K_FILENAME = "250k_rndm_zinc_drugs_clean_3.csv"
-
 # Bump when the encoding or the cache layout changes (invalidates old caches).
 CACHE_VERSION = 2
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SPLIT_FILES = {"qm9": "valid_idx_qm9.json", "zinc250k": "valid_idx_zinc250k.json"}
 
 SKIP_REASONS = (
     "malformed_smiles",
@@ -328,165 +315,7 @@ class MolDataset:
         )
 
 
-# --------------------------------------------------------------------------- sources
-def _site_packages_dirs() -> list[Path]:
-    dirs = []
-    for p in sys.path:
-        if p and ("site-packages" in p or "dist-packages" in p):
-            dirs.append(Path(p))
-    return dirs
-
-
-def _find_package_file(dist_name: str, rel_path: str) -> Path:
-    """Locate a data file shipped by an installed distribution without importing it."""
-    try:
-        from importlib import metadata
-
-        dist = metadata.distribution(dist_name)
-        for f in dist.files or []:
-            if str(f).replace("\\", "/") == rel_path:
-                p = Path(dist.locate_file(f))
-                if p.exists():
-                    return p
-    except Exception:
-        pass
-    for d in _site_packages_dirs():
-        for hit in glob.glob(str(d / rel_path)):
-            return Path(hit)
-    raise FileNotFoundError(
-        f"{rel_path} not found: is the {dist_name!r} package installed? "
-        f"(pip install {dist_name}; see requirements.txt)"
-    )
-
-
-def qm9_csv_paths() -> list[Path]:
-    """The three qm9pack CSV parts (``import qm9pack`` itself is broken, so by path)."""
-    return [_find_package_file("qm9pack", f"qm9pack/data/qm9_part{i}.csv") for i in (1, 2, 3)]
-
-
-def moses_csv_paths() -> dict[str, Path]:
-    return {s: _find_package_file("molsets", f"moses/dataset/data/{s}.csv.gz") for s in ("train", "test")}
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _default_fetch(url: str, dest: Path) -> None:
-    with urllib.request.urlopen(url, timeout=60) as r, open(dest, "wb") as f:
-        shutil.copyfileobj(r, f)
-
-
-def fetch_zinc250k(
-    cache_dir: str | os.PathLike = "data/cache",
-    url: str = ZINC250K_URL,
-    sha256: str = ZINC250K_SHA256,
-    fetch=None,
-    download: bool = True,
-) -> Path:
-    """Return the path of the ZINC250k CSV in ``cache_dir``, downloading it if missing.
-
-    The download goes to a temporary file in ``cache_dir`` and is moved into place only
-    after its sha256 matches.  ``fetch(url, dest_path)`` can be replaced (tests);
-    ``file://`` URLs work with the default fetcher.
-    """
-    cache_dir = _resolve_dir(cache_dir)
-    dest = cache_dir / ZINC250K_FILENAME
-    how_to = (
-        f"Get it on a machine with internet access, e.g.\n"
-        f"  curl -L -o {dest} {ZINC250K_URL}\n"
-        f"(expected sha256 {ZINC250K_SHA256}), then copy it to {dest}."
-    )
-    if dest.exists():
-        digest = _sha256_file(dest)
-        if digest != sha256:
-            raise ValueError(
-                f"ZINC250k file {dest} has sha256 {digest}, expected {sha256}: "
-                f"delete it and download again.\n{how_to}"
-            )
-        return dest
-    if not download:
-        raise FileNotFoundError(f"ZINC250k CSV not found at {dest}.\n{how_to}")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fetch = fetch or _default_fetch
-    with atomic_path(dest, suffix=".part") as tmp:
-        try:
-            fetch(url, tmp)
-        except (urllib.error.URLError, OSError, TimeoutError) as e:
-            raise FileNotFoundError(
-                f"ZINC250k CSV not found at {dest} and downloading {url} failed ({e}).\n{how_to}"
-            ) from e
-        digest = _sha256_file(tmp)
-        if digest != sha256:
-            raise ValueError(
-                f"checksum mismatch for ZINC250k downloaded from {url}: sha256 {digest}, "
-                f"expected {sha256}; the file was not kept."
-            )
-    return dest
-
-
-def _resolve_dir(path: str | os.PathLike) -> Path:
-    """Relative paths are taken relative to the repository root (not the CWD)."""
-    p = Path(path)
-    if not p.is_absolute():
-        p = REPO_ROOT / p
-    return p
-
-
-def default_split_path(name: str) -> Path | None:
-    """``../shared/data/valid_idx_<name>.json`` beside the repository, if it exists."""
-    fname = DEFAULT_SPLIT_FILES.get(name)
-    if fname is None:
-        return None
-    candidates = [REPO_ROOT.parent / "shared" / "data" / fname, Path.cwd().parent / "shared" / "data" / fname]
-    env = os.environ.get("MOLGEN_SPLIT_DIR")
-    if env:
-        candidates.insert(0, Path(env) / fname)
-    for c in candidates:
-        if c.exists():
-            return c.resolve()
-    return None
-
-
-def read_split_file(path: str | os.PathLike) -> list[int]:
-    """Read a split file: ``{"valid_idxs": [...]}`` (QM9, zero-padded strings) or a plain list."""
-    with open(path) as f:
-        obj = json.load(f)
-    if isinstance(obj, dict):
-        for key in ("valid_idxs", "valid_idx", "test_idxs", "test_idx"):
-            if key in obj:
-                obj = obj[key]
-                break
-        else:
-            raise ValueError(f"split file {path}: no 'valid_idxs' key (keys: {list(obj)})")
-    if not isinstance(obj, list):
-        raise ValueError(f"split file {path}: expected a list of indices")
-    return [int(x) for x in obj]
-
-
 # --------------------------------------------------------------------------- loading
-def _read_source(name: str, paths: Sequence[Path]) -> tuple[list[int], list[str]]:
-    """Return (ids, smiles) of the qm9/zinc250k source rows, in file order.
-
-    QM9 ids are qm9pack's ``Index`` (QM9 molecule number); ZINC ids are 0-based row positions.
-    """
-    import pandas as pd
-
-    if name == "qm9":
-        df = pd.concat([pd.read_csv(p, usecols=["Index", "SMILES"]) for p in paths], ignore_index=True)
-        return df["Index"].astype(int).tolist(), df["SMILES"].astype(str).tolist()
-    df = pd.read_csv(paths[0])
-    cols = [c for c in df.columns if str(c).strip().lower() == "smiles"]
-    if not cols:
-        raise ValueError(f"{paths[0]}: no 'smiles' column (columns: {list(df.columns)})")
-    smiles = df[cols[0]].astype(str).str.strip().tolist()  # ZINC SMILES end with a newline
-    return list(range(len(smiles))), smiles
-
-
 def _file_identity(paths: Sequence[Path]) -> list:
     out = []
     for p in paths:
@@ -535,7 +364,7 @@ def _blocks_to_x(T: torch.Tensor, E: torch.Tensor | None, spec: AtomFeatureSpec)
 
 
 def load_dataset(
-    name: str,
+    name: str | Source,
     split_path: str | None = None,
     seed: int = 42,
     limit: int | None = None,
@@ -545,29 +374,26 @@ def load_dataset(
     charges: str | None = None,
     split_index_base: int = 1,
     test_fraction: float = 0.1,
-    source_path=None,
     download: bool = True,
-    zinc_url: str = ZINC250K_URL,
-    zinc_sha256: str = ZINC250K_SHA256,
-    fetch=None,
     use_cache: bool = True,
     verbose: bool = False,
+    **source_options,
 ) -> MolDataset:
-    """Load ``"qm9"``, ``"zinc250k"`` or ``"moses"`` as dense graph tensors.
+    """Load ``"qm9"``, ``"zinc250k"`` or ``"moses"`` (or any :class:`molgen.sources.Source`) as dense graph
+    tensors: the source's molecules, split, parsed and encoded, cached on disk.
 
-    split_path: ``None`` = the default split file (``../shared/data/valid_idx_<name>.json``
-        beside the repository) if it exists, else a seeded random split; ``"random"`` forces
-        the seeded random split (``test_fraction`` of the molecules); any other value is a
-        split file that must exist.  MOSES always uses molsets' own train/test files.
-    split_index_base: how split entries are read.  1 (default, MoFlow's convention): QM9
-        entries are 1-based QM9 molecule numbers matched to qm9pack's ``Index`` column and
-        ZINC entries are 1-based row numbers of the CSV.  0 (GDSS's convention): entries are
-        0-based rows of GDSS's full 133,885-row QM9 CSV (= molecule number entry+1) / of
-        the ZINC CSV.
+    split_path, seed, test_fraction, split_index_base: the split (:class:`molgen.sources.SplitSpec`):
+        ``None`` = the default split file (``../shared/data/valid_idx_<name>.json`` beside the repository) if
+        it exists, else a seeded random split (``test_fraction`` of the molecules); ``"random"`` forces the
+        seeded random split; any other value is a split file that must exist. ``split_index_base``: 1
+        (default, MoFlow's convention) or 0 (GDSS's), see the sources. MOSES always uses molsets' own
+        train/test files.
     limit: keep only the first ``limit`` molecules of each of train and test (in source /
         split-file order), before parsing; for quick runs and tests.
-    source_path: override the raw data (QM9: a CSV or list of CSVs with ``Index`` and
-        ``SMILES`` columns; ZINC250k: the CSV, then no download/checksum).
+    download: fetch missing raw files (ZINC250k) rather than fail.
+    source_options: the options of the dataset's source (``molgen.sources.SOURCES[name]``): ``source_path``
+        (the raw data instead of the installed / downloaded files); for ZINC250k also ``zinc_url``,
+        ``zinc_sha256`` and ``fetch``.
     atom_features: the blocks of X (:mod:`molgen.features`); default ``["type"]``, GDSS's one-hot
         atom type.
     charges: ``"drop"`` / ``"skip"`` without the ``charge`` feature, ``"keep"`` with it; ``None``
@@ -577,53 +403,24 @@ def load_dataset(
         set enters the key when it is not the default, so caches of the default encoding stay valid).
     """
     t0 = time.perf_counter()
+    if isinstance(name, Source):
+        if source_options:
+            raise ValueError(f"options {sorted(source_options)} go to the source, which is given already")
+        source = name
+    else:
+        _check_dataset(name)
+        source = SOURCES[name](**source_options)
+    name = source.name
     spec = _spec(name, atom_features)
     charges = resolve_charges(charges, spec)
-    if split_index_base not in (0, 1):
-        raise ValueError("split_index_base must be 0 or 1")
-    cache_root = _resolve_dir(cache_dir)
-
-    # ---- resolve the source files
-    if name == "moses":
-        if split_path not in (None, "random"):
-            raise ValueError("MOSES uses molsets' own train/test files; split_path is not supported")
-        if source_path is not None:
-            src = {k: Path(v) for k, v in dict(source_path).items()}
-        else:
-            src = moses_csv_paths()
-        source_files = [src["train"], src["test"]]
-    elif name == "zinc250k":
-        if source_path is None:
-            source_files = [fetch_zinc250k(cache_root, url=zinc_url, sha256=zinc_sha256, fetch=fetch, download=download)]
-        else:
-            source_files = [Path(source_path)]
-    else:
-        if source_path is None:
-            source_files = qm9_csv_paths()
-        elif isinstance(source_path, (list, tuple)):
-            source_files = [Path(p) for p in source_path]
-        else:
-            source_files = [Path(source_path)]
-
-    # ---- resolve the split
-    split_file: Path | None = None
-    if name != "moses":
-        if split_path is None:
-            split_file = default_split_path(name)
-        elif split_path != "random":
-            split_file = Path(split_path)
-            if not split_file.exists():
-                raise FileNotFoundError(f"split file {split_file} does not exist")
-    split_key = (
-        {"file": str(split_file.resolve()), "sha256": _sha256_file(split_file), "base": split_index_base}
-        if split_file is not None
-        else ({"random": seed, "test_fraction": test_fraction} if name != "moses" else {"moses": "given"})
-    )
+    split = SplitSpec(split_path, seed, split_index_base, test_fraction)
+    cache_root = resolve_dir(cache_dir)
+    source_files = source.files(cache_root, download=download)
     key_obj = {
         "v": CACHE_VERSION,
         "name": name,
         "sources": _file_identity(source_files),
-        "split": split_key,
+        "split": source.split_key(split),
         "limit": limit,
         "charges": charges,
     }
@@ -642,72 +439,10 @@ def load_dataset(
             if verbose:
                 print(f"[molgen.data] ignoring unreadable cache {cache_file}: {e}")
 
-    # ---- read source rows and split them
-    not_found = 0
-    n_split_entries = 0
-    if name == "moses":
-        import pandas as pd
-
-        train_smi = pd.read_csv(src["train"])["SMILES"].astype(str).tolist()
-        test_smi = pd.read_csv(src["test"])["SMILES"].astype(str).tolist()
-        n_rows = len(train_smi) + len(test_smi)
-        split_source = f"molsets package files {src['train'].name} / {src['test'].name} (given train/test split)"
-        index_convention = "MOSES: rows of molsets' train.csv.gz and test.csv.gz, in file order"
-        train_ids, test_ids = list(range(len(train_smi))), list(range(len(test_smi)))
-    else:
-        ids, smiles = _read_source(name, source_files)
-        n_rows = len(ids)
-        if split_file is not None:
-            entries = read_split_file(split_file)
-            n_split_entries = len(entries)
-            if name == "qm9":
-                pos_of = {mid: p for p, mid in enumerate(ids)}
-                wanted = [e + (1 - split_index_base) for e in entries]  # QM9 molecule numbers
-                index_convention = (
-                    "QM9 split entries read as 1-based QM9 molecule numbers (MoFlow convention), matched to "
-                    "qm9pack's Index column (original 1..133,885 numbering; the 3,054 uncharacterized "
-                    "molecules are absent from qm9pack)"
-                    if split_index_base == 1
-                    else "QM9 split entries read as 0-based rows of GDSS's full 133,885-row QM9 CSV "
-                    "(GDSS convention), i.e. molecule number = entry + 1, matched to qm9pack's Index column"
-                )
-            else:
-                pos_of = {i: i for i in range(n_rows)}
-                wanted = [e - split_index_base for e in entries]  # row positions
-                index_convention = (
-                    f"ZINC250k split entries read as {'1-based (MoFlow' if split_index_base == 1 else '0-based (GDSS'}"
-                    f" convention) row numbers of {ZINC250K_FILENAME}"
-                )
-            test_pos, seen = [], set()
-            for w in wanted:
-                p = pos_of.get(w)
-                if p is None:
-                    not_found += 1
-                elif p not in seen:
-                    seen.add(p)
-                    test_pos.append(p)
-            train_pos = [p for p in range(n_rows) if p not in seen]
-            split_source = f"split file {split_file} ({n_split_entries} entries, {not_found} not found)"
-        else:
-            rng = np.random.default_rng(seed)
-            perm = rng.permutation(n_rows)
-            n_test = int(round(test_fraction * n_rows))
-            test_set = set(perm[:n_test].tolist())
-            test_pos = sorted(test_set)
-            train_pos = [p for p in range(n_rows) if p not in test_set]
-            split_source = f"seeded random split, seed={seed}, test_fraction={test_fraction}"
-            index_convention = (
-                "random split over source rows"
-                + (" (qm9pack Index column = QM9 molecule number)" if name == "qm9" else " (CSV row order)")
-            )
-        train_ids = [ids[p] for p in train_pos]
-        test_ids = [ids[p] for p in test_pos]
-        train_smi = [smiles[p] for p in train_pos]
-        test_smi = [smiles[p] for p in test_pos]
-
+    rows = source.split(source_files, split)
+    train_smi, test_smi = rows.train_smiles, rows.test_smiles
     if limit is not None:
         train_smi, test_smi = train_smi[:limit], test_smi[:limit]
-        train_ids, test_ids = train_ids[:limit], test_ids[:limit]
 
     if verbose:
         print(f"[molgen.data] parsing {len(train_smi)} train + {len(test_smi)} test SMILES of {name} ...")
@@ -716,8 +451,8 @@ def load_dataset(
     n_skipped = {r: rtr.get(r, 0) + rte.get(r, 0) for r in SKIP_REASONS if rtr.get(r, 0) + rte.get(r, 0)}
     stats = {
         "source_files": [str(p) for p in source_files],
-        "n_source_rows": n_rows,
-        "n_split_entries": n_split_entries,
+        "n_source_rows": rows.n_rows,
+        "n_split_entries": rows.n_entries,
         "n_train_before_parse": len(train_smi),
         "n_test_before_parse": len(test_smi),
         "skipped_train": rtr,
@@ -740,9 +475,9 @@ def load_dataset(
         "T_test": torch.from_numpy(Tte),
         "A_test": torch.from_numpy(Ate),
         "n_skipped": n_skipped,
-        "split_source": split_source,
-        "index_convention": index_convention,
-        "split_entries_not_found": not_found,
+        "split_source": rows.source,
+        "index_convention": rows.index_convention,
+        "split_entries_not_found": rows.not_found,
         "stats": json.loads(json.dumps(stats)),
     }
     if not spec.is_default:  # default blobs keep the original layout
@@ -786,14 +521,10 @@ __all__ = [
     "MAX_ATOMS",
     "MolDataset",
     "atom_feature_indices",
-    "ZINC250K_SHA256",
-    "ZINC250K_URL",
     "encode_smiles",
-    "fetch_zinc250k",
     "indices_to_x",
     "load_dataset",
     "node_flags",
-    "read_split_file",
     "resolve_charges",
     "scale_adjacency",
     "smiles_to_graph",

@@ -26,6 +26,10 @@ Definitions (``n`` = number of generated graphs, including ones that did not dec
 (EDeN hashes string labels with Python's per-process randomised ``hash``); the default
 ``label_hash="stable"`` hashes labels with CRC32 instead, so values are reproducible across
 processes (they differ from EDeN's only through 16-bit hash collisions).
+
+A :class:`Reference` holds the reference molecules (training SMILES for novelty, test SMILES for FCD and
+NSPDK) and computes the test set's ChemNet statistics and NSPDK features once, reading and writing them in a
+disk cache keyed by the SMILES; evaluating several sample sets against one dataset reuses one ``Reference``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import zlib
+from functools import cached_property
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -159,7 +164,8 @@ def _hash_selfcheck() -> bool:
     return bool(np.array_equal(got, want) and np.array_equal(gi, wi) and np.array_equal(seg, ws))
 
 
-_HASH_OK: bool | None = None
+_HASH_OK = _hash_selfcheck()
+"""The numpy emulation of ``hash`` holds in this interpreter (else NSPDK falls back to EDeN itself)."""
 
 
 def _label_hlabel(label, mode: str, bitmask: int) -> int:
@@ -184,15 +190,8 @@ def mols_to_nx(mols) -> list:
     return [mol_to_nx(m) for m in mols]
 
 
-_PT = Chem.GetPeriodicTable()
-_SYMBOL_CACHE: dict = {}
-
-
-def _symbol(z: int) -> str:
-    s = _SYMBOL_CACHE.get(z)
-    if s is None:
-        s = _SYMBOL_CACHE[z] = _PT.GetElementSymbol(z) if z > 0 else "*"
-    return s
+_SYMBOLS = ("*",) + tuple(Chem.GetPeriodicTable().GetElementSymbol(z) for z in range(1, 119))
+"""Element symbols by atomic number ("*" for 0, a dummy atom)."""
 
 
 def _graph_arrays(g):
@@ -200,7 +199,7 @@ def _graph_arrays(g):
     networkx graph with node/edge ``label`` attributes."""
     if isinstance(g, Chem.Mol):
         n = g.GetNumAtoms()
-        labels = [_symbol(g.GetAtomWithIdx(i).GetAtomicNum()) for i in range(n)]
+        labels = [_SYMBOLS[g.GetAtomWithIdx(i).GetAtomicNum()] for i in range(n)]
         if n == 0:
             return labels, np.zeros((0, 2), dtype=np.int64), [], np.zeros((0, 0))
         adj = Chem.GetAdjacencyMatrix(g, useBO=True)
@@ -231,9 +230,6 @@ def nspdk_features(graphs, complexity: int = 4, nbits: int = 16, label_hash: str
     Same features as ``eden.graph.vectorize(graphs, complexity=complexity, discrete=True,
     nbits=nbits)`` (r = d = complexity, inner and global L2 normalisation).
     """
-    global _HASH_OK
-    if _HASH_OK is None:
-        _HASH_OK = _hash_selfcheck()
     if not _HASH_OK:  # not 64-bit CPython: fall back to EDeN itself
         from eden.graph import vectorize
 
@@ -419,9 +415,6 @@ def _to_graph_list(items):
     return out
 
 
-_NSPDK_REF_CACHE: dict = {}
-
-
 def _ref_key(items, *extra) -> str | None:
     if all(isinstance(s, str) for s in items):
         h = hashlib.sha256("\n".join(items).encode())
@@ -430,56 +423,18 @@ def _ref_key(items, *extra) -> str | None:
     return None
 
 
-def nspdk_mmd(
-    gen, ref, backend: str = "fast", label_hash: str = "stable", complexity: int = 4, cache_dir: str | None = None
-) -> float:
-    """NSPDK MMD between two sets of molecules (SMILES, RDKit mols or networkx graphs).
+def _nspdk_vectors(graphs, backend: str, label_hash: str, complexity: int):
+    if backend == "eden":
+        from eden.graph import vectorize
 
-    ``backend="fast"``: :func:`nspdk_features`; ``backend="eden"``: ``eden.graph.vectorize``.
-    Empty / unparsable items are dropped (GDSS drops empty generated graphs).  Features of
-    a SMILES reference set are cached in memory, and on disk under ``cache_dir`` if given
-    (only for the deterministic ``label_hash="stable"``).
-    """
-    gen_g = _to_graph_list(gen)
-    if not gen_g:
-        return float("nan")
-
-    def feats(gs):
-        if backend == "eden":
-            from eden.graph import vectorize
-
-            return vectorize([mol_to_nx(g) if isinstance(g, Chem.Mol) else g for g in gs], complexity=complexity, discrete=True)
-        if backend == "fast":
-            return nspdk_features(gs, complexity=complexity, label_hash=label_hash)
-        raise ValueError("backend must be 'fast' or 'eden'")
-
-    ref = list(ref)
-    key = _ref_key(ref, backend, label_hash, complexity)
-    Fy = _NSPDK_REF_CACHE.get(key) if key else None
-    deterministic = backend == "fast" and label_hash == "stable"
-    path = _disk_cache_path(cache_dir, "nspdkref", key) if deterministic else None
-    if Fy is None and path is not None and path.exists():
-        try:
-            Fy = sp.load_npz(path)
-        except Exception:
-            Fy = None
-    if Fy is None:
-        Fy = feats(_to_graph_list(ref))
-        if path is not None:
-            try:
-                with atomic_path(path, suffix=".tmp.npz") as tmp:
-                    sp.save_npz(tmp, Fy.tocsr())
-            except OSError:
-                pass
-    if key:
-        _NSPDK_REF_CACHE.clear()
-        _NSPDK_REF_CACHE[key] = Fy
-    return mmd_linear(feats(gen_g), Fy)
+        return vectorize([mol_to_nx(g) if isinstance(g, Chem.Mol) else g for g in graphs], complexity=complexity,
+                         discrete=True)
+    if backend == "fast":
+        return nspdk_features(graphs, complexity=complexity, label_hash=label_hash)
+    raise ValueError("backend must be 'fast' or 'eden'")
 
 
 # ----------------------------------------------------------------------------- FCD
-_FCD_MODEL = None
-_FCD_REF_CACHE: dict = {}
 # ChemNet's LSTM and scipy's sqrtm run faster on one thread than on two contended ones
 # (measured on the shared 2-core machine: 2,000 SMILES in 11 s with 1 thread, 26 s with 2;
 # sqrtm of a 512 x 512 product 0.8 s with 1 BLAS thread, 3.3 s with 2).
@@ -514,90 +469,155 @@ class _torch_threads:
             self._blas.restore_original_limits()
 
 
-def _fcd_model():
-    global _FCD_MODEL
-    if _FCD_MODEL is None:
+def _disk_cache_path(cache_dir, kind: str, key: str):
+    if cache_dir is None or key is None:
+        return None
+    from .sources import resolve_dir
+
+    return resolve_dir(cache_dir) / f"molgen_{kind}_{key[:24]}.npz"
+
+
+# ----------------------------------------------------------------------------- reference sets
+class Reference:
+    """The reference molecules of the metrics: training SMILES (novelty) and test molecules (FCD, NSPDK).
+
+    The test set's ChemNet statistics (``fcd_stats``) and NSPDK features (``nspdk_features``) are computed
+    once per object, on first use, and kept on disk under ``cache_dir`` when given (relative: to the
+    repository root), keyed by the SMILES; so is the ChemNet model that computes them. ``test_smiles`` may hold
+    RDKit mols or networkx graphs for NSPDK (then nothing is cached on disk). ``train_is_canonical``: the
+    training SMILES are RDKit canonical already (``MolDataset``'s are).
+    """
+
+    def __init__(self, train_smiles: Sequence[str] = (), test_smiles: Sequence = (), *,
+                 train_is_canonical: bool = False, cache_dir: str | None = None):
+        self.train_smiles, self.test_smiles = list(train_smiles), list(test_smiles)
+        self.train_is_canonical, self.cache_dir = train_is_canonical, cache_dir
+        self._nspdk: dict[tuple, sp.csr_matrix] = {}
+
+    @classmethod
+    def of_dataset(cls, dataset: str, cache_dir: str | None = "data/cache") -> "Reference":
+        """The training and test SMILES of ``molgen.data.load_dataset(dataset)`` (default split, cached)."""
+        from .data import load_dataset
+
+        ds = load_dataset(dataset)
+        return cls(ds.train_smiles, ds.test_smiles, train_is_canonical=True, cache_dir=cache_dir)
+
+    @cached_property
+    def train_set(self) -> set[str]:
+        """Canonical training SMILES."""
+        if self.train_is_canonical:
+            return set(self.train_smiles)
+        return {c for c in canonicalize_list(self.train_smiles) if c}
+
+    @cached_property
+    def chemnet(self):
+        """fcd_torch's ChemNet on the CPU."""
         import warnings
 
         from fcd_torch import FCD
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _FCD_MODEL = FCD(device="cpu", n_jobs=1, batch_size=512)
-    return _FCD_MODEL
+            return FCD(device="cpu", n_jobs=1, batch_size=512)
+
+    @cached_property
+    def fcd_stats(self) -> dict:
+        """ChemNet mean and covariance of the test SMILES."""
+        import warnings
+
+        key = _ref_key(self.test_smiles, "fcd", "fcd_torch-ChemNet_v0.13")
+        path = _disk_cache_path(self.cache_dir, "fcdref", key)
+        if path is not None and path.exists():
+            try:
+                with np.load(path) as z:
+                    return {"mu": z["mu"], "sigma": z["sigma"]}
+            except Exception:
+                pass
+        with warnings.catch_warnings(), _torch_threads(FCD_TORCH_THREADS):
+            warnings.simplefilter("ignore")
+            stats = self.chemnet.precalc(list(self.test_smiles))
+        if path is not None and "mu" in stats:
+            try:
+                write_npz(path, mu=stats["mu"], sigma=stats["sigma"])
+            except OSError:
+                pass
+        return stats
+
+    def nspdk_features(self, backend: str = "fast", label_hash: str = "stable", complexity: int = 4):
+        """NSPDK features of the test molecules (empty or unparsable ones dropped); on disk only for the
+        deterministic ``backend="fast"``, ``label_hash="stable"``."""
+        spec = (backend, label_hash, complexity)
+        if spec in self._nspdk:
+            return self._nspdk[spec]
+        key = _ref_key(self.test_smiles, *spec)
+        path = _disk_cache_path(self.cache_dir, "nspdkref", key) if spec[:2] == ("fast", "stable") else None
+        feats = None
+        if path is not None and path.exists():
+            try:
+                feats = sp.load_npz(path)
+            except Exception:
+                feats = None
+        if feats is None:
+            feats = _nspdk_vectors(_to_graph_list(self.test_smiles), *spec)
+            if path is not None:
+                try:
+                    with atomic_path(path, suffix=".tmp.npz") as tmp:
+                        sp.save_npz(tmp, feats.tocsr())
+                except OSError:
+                    pass
+        self._nspdk[spec] = feats
+        return feats
+
+    def fcd(self, gen_smiles: Sequence[str]) -> float:
+        """Fréchet ChemNet Distance of the generated SMILES to the test set (NaN for fewer than two)."""
+        import warnings
+
+        gen_smiles = [s for s in gen_smiles if s]
+        if len(gen_smiles) < 2:
+            return float("nan")
+        ref = self.fcd_stats
+        with warnings.catch_warnings(), _torch_threads(FCD_TORCH_THREADS):
+            warnings.simplefilter("ignore")
+            gen = self.chemnet.precalc(gen_smiles)
+            return float(self.chemnet.metric(ref, gen))
+
+    def nspdk(self, gen, backend: str = "fast", label_hash: str = "stable", complexity: int = 4) -> float:
+        """NSPDK MMD of the generated molecules (SMILES, RDKit mols or networkx graphs; empty or unparsable
+        ones dropped) to the test set (NaN when none is left)."""
+        gen_g = _to_graph_list(gen)
+        if not gen_g:
+            return float("nan")
+        ref = self.nspdk_features(backend, label_hash, complexity)
+        return mmd_linear(_nspdk_vectors(gen_g, backend, label_hash, complexity), ref)
 
 
-def _disk_cache_path(cache_dir, kind: str, key: str):
-    if cache_dir is None or key is None:
-        return None
-    from .data import _resolve_dir
+def nspdk_mmd(
+    gen, ref, backend: str = "fast", label_hash: str = "stable", complexity: int = 4, cache_dir: str | None = None
+) -> float:
+    """NSPDK MMD between two sets of molecules (SMILES, RDKit mols or networkx graphs).
 
-    return _resolve_dir(cache_dir) / f"molgen_{kind}_{key[:24]}.npz"
+    ``backend="fast"``: :func:`nspdk_features`; ``backend="eden"``: ``eden.graph.vectorize``.
+    Empty / unparsable items are dropped (GDSS drops empty generated graphs).  Features of
+    a SMILES reference set are cached on disk under ``cache_dir`` if given (only for the
+    deterministic ``label_hash="stable"``); a :class:`Reference` keeps them in memory too.
+    """
+    return Reference(test_smiles=ref, cache_dir=cache_dir).nspdk(gen, backend, label_hash, complexity)
 
 
 def fcd_reference_stats(ref_smiles: Sequence[str], cache_dir: str | None = None) -> dict:
-    """ChemNet mean / covariance of a reference set, cached in memory and (optionally) on disk."""
-    import warnings
-
-    key = _ref_key(list(ref_smiles), "fcd", "fcd_torch-ChemNet_v0.13")
-    pref = _FCD_REF_CACHE.get(key)
-    if pref is not None:
-        return pref
-    path = _disk_cache_path(cache_dir, "fcdref", key)
-    if path is not None and path.exists():
-        try:
-            with np.load(path) as z:
-                pref = {"mu": z["mu"], "sigma": z["sigma"]}
-        except Exception:
-            pref = None
-    if pref is None:
-        with warnings.catch_warnings(), _torch_threads(FCD_TORCH_THREADS):
-            warnings.simplefilter("ignore")
-            pref = _fcd_model().precalc(list(ref_smiles))
-        if path is not None and "mu" in pref:
-            try:
-                write_npz(path, mu=pref["mu"], sigma=pref["sigma"])
-            except OSError:
-                pass
-    _FCD_REF_CACHE.clear()
-    _FCD_REF_CACHE[key] = pref
-    return pref
+    """ChemNet mean / covariance of a reference set, cached on disk under ``cache_dir`` if given."""
+    return Reference(test_smiles=ref_smiles, cache_dir=cache_dir).fcd_stats
 
 
 def fcd(gen_smiles: Sequence[str], ref_smiles: Sequence[str], cache_dir: str | None = None) -> float:
     """Fréchet ChemNet Distance (fcd_torch on CPU, canonicalizes SMILES itself).
 
-    Reference statistics are cached in memory, and on disk under ``cache_dir`` if given.
+    Reference statistics are cached on disk under ``cache_dir`` if given (in memory: :class:`Reference`).
     """
-    import warnings
-
-    gen_smiles = [s for s in gen_smiles if s]
-    if len(gen_smiles) < 2:
-        return float("nan")
-    model = _fcd_model()
-    pref = fcd_reference_stats(ref_smiles, cache_dir)
-    with warnings.catch_warnings(), _torch_threads(FCD_TORCH_THREADS):
-        warnings.simplefilter("ignore")
-        pgen = model.precalc(gen_smiles)
-        return float(model.metric(pref, pgen))
+    return Reference(test_smiles=ref_smiles, cache_dir=cache_dir).fcd(gen_smiles)
 
 
 # ----------------------------------------------------------------------------- all
-_TRAIN_SET_CACHE: dict = {}
-
-
-def _train_set(train_smiles, train_is_canonical: bool) -> set:
-    if train_is_canonical:
-        return set(train_smiles)
-    key = _ref_key(list(train_smiles), "train")
-    s = _TRAIN_SET_CACHE.get(key)
-    if s is None:
-        s = {c for c in canonicalize_list(train_smiles) if c}
-        _TRAIN_SET_CACHE.clear()
-        _TRAIN_SET_CACHE[key] = s
-    return s
-
-
 def evaluate_samples(
     gen_smiles_or_mols,
     train_smiles: Sequence[str] | None = None,
@@ -605,6 +625,7 @@ def evaluate_samples(
     n_valid_wo_correction: int | None = None,
     *,
     dataset: str | None = None,
+    reference: Reference | None = None,
     n_generated: int | None = None,
     compute_fcd: bool = True,
     compute_nspdk: bool = True,
@@ -622,27 +643,29 @@ def evaluate_samples(
     (``DecodeResult.n_valid_wo_correction``); ``None`` gives NaN for that metric.
     ``dataset``: instead of ``train_smiles``/``test_smiles``, take them from
     ``molgen.data.load_dataset(dataset)`` (default split, cached).
+    ``reference``: instead of either, a :class:`Reference` (its statistics computed once for
+    all the sample sets evaluated against it; ``train_is_canonical`` and ``cache_dir`` are its own).
     ``n_generated``: number of generated graphs when ``gen_smiles_or_mols`` lists only the
     decoded ones (e.g. a SMILES file); the missing ``n_generated - len(list)`` count as
     invalid.  Default: ``len(gen_smiles_or_mols)``.
     ``train_is_canonical``: skip canonicalizing the training SMILES (``MolDataset`` SMILES
     already are RDKit canonical).
     ``cache_dir``: where the FCD / NSPDK statistics of the test set are cached on disk
-    (relative: to the repository root; ``None``: memory only).
+    (relative: to the repository root; ``None``: not on disk).
     ``timings``: optional dict filled with the seconds spent per metric.
     """
     import time
 
     t0 = time.perf_counter()
+    given = (dataset is not None) + (reference is not None) + (train_smiles is not None or test_smiles is not None)
+    if given > 1:
+        raise ValueError("give one of dataset=, reference= or train_smiles/test_smiles")
     if dataset is not None:
-        if train_smiles is not None or test_smiles is not None:
-            raise ValueError("give either dataset= or train_smiles/test_smiles, not both")
-        from .data import load_dataset
-
-        ds = load_dataset(dataset)
-        train_smiles, test_smiles, train_is_canonical = ds.train_smiles, ds.test_smiles, True
-    if train_smiles is None or test_smiles is None:
-        raise ValueError("train_smiles and test_smiles (or dataset=) are required")
+        reference = Reference.of_dataset(dataset, cache_dir)
+    elif reference is None:
+        if train_smiles is None or test_smiles is None:
+            raise ValueError("train_smiles and test_smiles (or dataset=) are required")
+        reference = Reference(train_smiles, test_smiles, train_is_canonical=train_is_canonical, cache_dir=cache_dir)
     items = list(gen_smiles_or_mols)
     n = len(items)
     if n_generated is not None:
@@ -658,8 +681,7 @@ def evaluate_samples(
     n_valid = len(smiles)
     unique = set(smiles)
     t1 = time.perf_counter()
-    train_set = _train_set(train_smiles, train_is_canonical)
-    novel = unique - train_set
+    novel = unique - reference.train_set
     t2 = time.perf_counter()
     out = {
         "n_samples": n,
@@ -677,12 +699,10 @@ def evaluate_samples(
     }
     t3 = time.perf_counter()
     if compute_fcd and n_valid >= 2:
-        out["fcd"] = fcd(smiles, list(test_smiles), cache_dir=cache_dir)
+        out["fcd"] = reference.fcd(smiles)
     t4 = time.perf_counter()
     if compute_nspdk and n_valid >= 1:
-        out["nspdk"] = nspdk_mmd(
-            mols, list(test_smiles), backend=nspdk_backend, label_hash=nspdk_label_hash, cache_dir=cache_dir
-        )
+        out["nspdk"] = reference.nspdk(mols, backend=nspdk_backend, label_hash=nspdk_label_hash)
     t5 = time.perf_counter()
     if timings is not None:
         timings.update(
@@ -692,6 +712,7 @@ def evaluate_samples(
 
 
 __all__ = [
+    "Reference",
     "canonical_smiles",
     "canonicalize_list",
     "evaluate_samples",

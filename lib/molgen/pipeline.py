@@ -39,14 +39,16 @@ def train_stage(cfg: RunConfig, run_dir: str | Path, progress: bool = True) -> d
 
 def sample_run(run: str | Path, n: int, overrides: list[str] | None = None, seed: int | None = None,
                device=None, progress: bool = True, num_steps: int | None = None) -> dict:
-    """Sample ``n`` graphs from a trained run: X, A (raw bond-order scale), flags and the settings used."""
+    """Sample ``n`` graphs from a trained run on the run's CPU threads: X, A (raw bond-order scale), flags and
+    the settings used."""
     import torch
 
+    from .build import build_sampler, build_sdes, configure_threads
     from .config import ConfigError
     from .data import unscale_adjacency
-    from .losses import GraphScore
-    from .sampling import make_sampler, sample_graphs
-    from .train import build_sdes, load_run
+    from .nets.score import GraphScore
+    from .sampling import sample_graphs
+    from .train import load_run
 
     if overrides:
         bad = [o for o in overrides if not o.split("=", 1)[0].startswith("sampler.")]
@@ -55,10 +57,9 @@ def sample_run(run: str | Path, n: int, overrides: list[str] | None = None, seed
     cfg, net_x, net_a, ckpt = load_run(run, device=device, sampler_overrides=overrides)
     s = cfg.sampler
     dev = next(net_a.parameters()).device
+    configure_threads(cfg, dev, (net_x, net_a))
     sde_x, sde_a = build_sdes(cfg)
-    sampler = make_sampler(sde_x, sde_a, predictor=s.predictor, corrector=s.corrector, snr=s.snr,
-                           scale_eps=s.scale_eps, n_steps=s.n_steps, probability_flow=s.probability_flow,
-                           denoise=s.noise_removal, eps=s.eps, num_steps=num_steps)
+    sampler = build_sampler(cfg, sde_x, sde_a, num_steps)
     gen = torch.Generator(device=dev).manual_seed(s.seed if seed is None else seed)
     torch.manual_seed(s.seed if seed is None else seed)
     t0 = time.perf_counter()

@@ -2,8 +2,9 @@
 
 Predictors (``PREDICTORS``: "Reverse", "Euler", "None") and correctors (``CORRECTORS``: "Langevin", "None")
 are small classes, each updating one tensor (X or A) given its partial score and fresh noise; the samplers
-(``PCSampler``, ``S4Solver``) run the loop over the time grid ``linspace(T, eps, N)`` and evaluate the two
-score networks together (``losses.GraphScore``), once per corrector step and once per predictor step.
+(``PCSampler``, and the solvers of ``SOLVERS``: ``S4Solver``; ``make_sampler`` picks one by name) run the loop
+over the time grid ``linspace(T, eps, N)`` and evaluate the two score networks together
+(``nets.score.GraphScore``), once per corrector step and once per predictor step.
 As in GDSS:
 
 - X noise is i.i.d. N(0, 1) on the real nodes; A noise is symmetric with a zero diagonal, masked;
@@ -22,7 +23,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .losses import GraphScore, mask_adj, mask_x
+from .nets.score import GraphScore, mask_adj, mask_x
 from .sde import SDE, bcast, sym_noise
 
 Tensor = torch.Tensor
@@ -171,7 +172,7 @@ class PCSampler(_Sampler):
     def __init__(self, sde_x: SDE, sde_a: SDE, predictor: str = "Reverse", corrector: str = "Langevin", **kw):
         super().__init__(sde_x, sde_a, **kw)
         if predictor not in PREDICTORS:
-            raise ValueError(f"unknown predictor {predictor!r}; known: {', '.join(PREDICTORS)} and S4")
+            raise ValueError(f"unknown predictor {predictor!r}; known: {', '.join([*PREDICTORS, *SOLVERS])}")
         if corrector not in CORRECTORS:
             raise ValueError(f"unknown corrector {corrector!r}; known: {', '.join(CORRECTORS)}")
         P, C = PREDICTORS[predictor], CORRECTORS[corrector]
@@ -241,10 +242,15 @@ class S4Solver(_Sampler):
         return (x_mean, adj_mean) if self.denoise else (x, adj)
 
 
+SOLVERS: dict[str, type[_Sampler]] = {"S4": S4Solver}
+"""Samplers chosen by the predictor's name that replace the PC loop (and its corrector)."""
+
+
 def make_sampler(sde_x: SDE, sde_a: SDE, predictor: str = "Reverse", corrector: str = "Langevin", **kw) -> _Sampler:
-    """A sampler by name: predictor "S4" gives the S4 solver, otherwise the PC sampler."""
-    if predictor == "S4":
-        return S4Solver(sde_x, sde_a, **kw)
+    """A sampler by name: a solver of ``SOLVERS`` (S4), otherwise the PC sampler of ``predictor`` and
+    ``corrector``."""
+    if predictor in SOLVERS:
+        return SOLVERS[predictor](sde_x, sde_a, **kw)
     return PCSampler(sde_x, sde_a, predictor=predictor, corrector=corrector, **kw)
 
 

@@ -9,9 +9,7 @@ Determinism: all randomness of training (batch order, t, noise) comes from gener
 saved in the checkpoint, so a resumed run continues exactly as an uninterrupted one would (same machine, same
 thread count).
 
-CPU threads (``configure_threads``): the fused kernels of ``nets.kernels`` run on ``train.num_threads`` threads,
-torch's own intra-op pool on ``train.torch_threads`` (default 1: its ops here are tiny, and OpenMP barriers
-cost more than they save on a busy machine).
+The SDEs, networks, optimisers and CPU threads of a run are built from its config by ``molgen.build``.
 """
 from __future__ import annotations
 
@@ -27,13 +25,11 @@ from tqdm.auto import tqdm
 from common.io import CheckpointMismatch, save_torch, write_text
 from common.provenance import device_name, git_commit
 
+from .build import build_nets, build_optimizer, build_sdes, configure_threads
 from .config import RunConfig, config_differences, dump_config
 from .device import get_device, seed_everything
 from .losses import dsm_loss
-from .nets.can import CANScoreA, CANScoreX
-from .nets.gdss import ScoreNetworkA, ScoreNetworkX
 from .sampling import node_count_histogram
-from .sde import SDE, make_sde
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -42,71 +38,7 @@ SESSIONS = "sessions.jsonl"
 FORMAT_VERSION = 1
 
 
-
-
-# ----------------------------------------------------------------------------------------- building blocks
-# torch's thread count at import (it follows OMP_NUM_THREADS), before configure_threads changes it
-DEFAULT_THREADS = torch.get_num_threads()
-
-
-def configure_threads(cfg: RunConfig, device: torch.device) -> None:
-    """CPU threads: the fused kernels get ``train.num_threads`` (default: torch's thread count), torch's own
-    intra-op pool ``train.torch_threads`` (default 1: its ops here are tiny) when the kernels are in use.
-    Without the kernels, or with a cell-attention network (plain torch ops), torch gets ``train.num_threads``
-    (default: torch's thread count, which follows ``OMP_NUM_THREADS``, so that jobs sharing a machine do not
-    oversubscribe it). Denormals are flushed to zero on every thread
-    (``kernels.set_flush_denormal``)."""
-    from .nets import kernels
-
-    if device.type != "cpu":
-        return
-    kernels.set_flush_denormal(True)
-    n = cfg.train.num_threads or DEFAULT_THREADS
-    gdss_only = cfg.model.x == "ScoreNetworkX" and cfg.model.adj == "ScoreNetworkA"
-    if kernels.available() and gdss_only:
-        kernels.set_num_threads(n)
-        if cfg.train.torch_threads:
-            torch.set_num_threads(cfg.train.torch_threads)
-    else:
-        torch.set_num_threads(n)
-
-
-def build_sdes(cfg: RunConfig) -> tuple[SDE, SDE]:
-    s = cfg.sde
-    return (make_sde(s.x.type, s.x.beta_min, s.x.beta_max, s.x.num_scales),
-            make_sde(s.adj.type, s.adj.beta_min, s.adj.beta_max, s.adj.num_scales))
-
-
-def build_nets(cfg: RunConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The score networks of ``model.x`` and ``model.adj`` (GDSS's, or the cell-attention ones)."""
-    m, d = cfg.model, cfg.data
-    if m.x == "ScoreNetworkX":
-        net_x = ScoreNetworkX(d.max_feat_num, m.depth, m.nhid)
-    else:
-        net_x = CANScoreX(d.max_feat_num, **_can_kwargs(cfg))
-    if m.adj == "ScoreNetworkA":
-        net_a = ScoreNetworkA(d.max_feat_num, d.max_node_num, m.nhid, m.num_layers, m.num_linears, m.c_init,
-                              m.c_hid, m.c_final, m.adim, m.num_heads, m.conv)
-    else:
-        net_a = CANScoreA(d.max_feat_num, **_can_kwargs(cfg))
-    return net_x, net_a
-
-
-def _can_kwargs(cfg: RunConfig) -> dict:
-    c, d = cfg.model.can, cfg.data
-    return {"hidden": c.hidden, "num_layers": c.num_layers, "heads": c.heads, "gcn_depth": c.gcn_depth,
-            "ring_features": c.ring_features, "n_atom_types": d.feature_spec.blocks[0].width,
-            "max_ring": c.max_ring, "threshold": c.threshold, "bond_unit": 1.0 if d.adj_scale == "raw" else 1 / 3}
-
-
-def make_optimizer(net: torch.nn.Module, cfg: RunConfig) -> torch.optim.Adam:
-    """GDSS's Adam (lr, weight decay as L2 in the gradient); the fused implementation (one kernel for all
-    parameters, the same update) on CPU and CUDA."""
-    dev = next(net.parameters()).device.type
-    return torch.optim.Adam(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
-                            fused=dev in ("cpu", "cuda"))
-
-
+# ----------------------------------------------------------------------------------------- EMA
 class EMA:
     """Exponential moving average of parameters with GDSS's warm-up: decay_n = min(decay, (1+n)/(10+n))."""
 
@@ -210,7 +142,6 @@ class Trainer:
         self.out = Path(out_dir)
         self.progress = progress
         self.device = device or get_device(cfg.device)
-        configure_threads(cfg, self.device)
         self.out.mkdir(parents=True, exist_ok=True)
         ckpt_path = self.out / CHECKPOINT
         ckpt = load_checkpoint(self.out) if ckpt_path.is_file() else None
@@ -221,10 +152,11 @@ class Trainer:
         self.data = data if data is not None else load_train_data(cfg)
         self.sde_x, self.sde_a = build_sdes(cfg)
         self.net_x, self.net_a = build_nets(cfg)
+        configure_threads(cfg, self.device, (self.net_x, self.net_a))
         self.net_x.to(self.device), self.net_a.to(self.device)
         t = cfg.train
-        self.opt_x = make_optimizer(self.net_x, cfg)
-        self.opt_a = make_optimizer(self.net_a, cfg)
+        self.opt_x = build_optimizer(self.net_x, cfg)
+        self.opt_a = build_optimizer(self.net_a, cfg)
         self.sched_x = torch.optim.lr_scheduler.ExponentialLR(self.opt_x, gamma=t.lr_decay)
         self.sched_a = torch.optim.lr_scheduler.ExponentialLR(self.opt_a, gamma=t.lr_decay)
         self.ema_x, self.ema_a = EMA(self.net_x, t.ema), EMA(self.net_a, t.ema)
@@ -382,7 +314,8 @@ def train(cfg: RunConfig, out_dir: str | Path, data: TrainData | None = None, pr
 def load_run(run_dir: str | Path, use_ema: bool | None = None, device=None, sampler_overrides=None):
     """(cfg, net_x, net_a, ckpt) of a trained run, the networks in eval mode on ``device`` with the raw or
     the EMA weights (``use_ema``: None = the config's ``sampler.use_ema``); ``sampler_overrides``
-    (``sampler.key=value``) change the returned config's sampler section."""
+    (``sampler.key=value``) change the returned config's sampler section. The process's threads are left as
+    they are (``build.configure_threads`` sets the run's)."""
     from .config import apply_overrides, validate
 
     ckpt = load_checkpoint(run_dir)
@@ -391,7 +324,6 @@ def load_run(run_dir: str | Path, use_ema: bool | None = None, device=None, samp
         data = apply_overrides(json.loads(json.dumps(data)), list(sampler_overrides))
     cfg = validate(data, f"(checkpoint of {run_dir})")
     device = device or get_device(cfg.device)
-    configure_threads(cfg, device)
     net_x, net_a = build_nets(cfg)
     net_x.load_state_dict(ckpt["net_x"]), net_a.load_state_dict(ckpt["net_a"])
     if cfg.sampler.use_ema if use_ema is None else use_ema:

@@ -1,12 +1,18 @@
+import os
+
 import pytest
 import torch
 
 from metabolism.config import load_config
 
+THREADS = max(1, 2 // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+"""Torch threads a test: two, shared out among pytest-xdist workers (with two workers one each), so that a
+split suite runs no more threads than the two cores it was tuned on."""
+
 
 @pytest.fixture(autouse=True)
 def _threads():
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import torch
 from rdkit import Chem
 
 from molgen.complexes import lift_graphs
-from molgen.losses import GraphScore, score_fn
 from molgen.neighbourhoods import Neighbourhoods, lift_neighbourhoods, pack_marks
 from molgen.nets import can, kernels
 from molgen.nets.can import AttentionLift, CANLayer, CANScoreA, CANScoreX
-from molgen.nets.gdss import set_use_kernels
+from molgen.nets.gdss import set_kernel_threads, set_use_kernels
+from molgen.nets.score import GraphScore, score_fn
 from molgen.sde import VESDE, VPSDE
 
 SMILES = ["c1ccccc1O", "CCN(C)C", "C1CC1C(=O)O", "C1CC2CCC1C2", "OC1CCOC1", "CC(=O)N", "c1ccncc1", "CC#N"]
@@ -333,17 +333,14 @@ def test_fused_attention_gradients_equal_torch_path(threads):
     feats = 3 * torch.randn(nb.down.shape[0], 7)
     w = torch.randn(feats.shape[0], 8)
     grads = {}
-    kernels.set_num_threads(threads)
-    try:
-        for fused in (True, False):
-            set_use_kernels(layer, fused)
-            layer.zero_grad()
-            x = feats.clone().requires_grad_()
-            assert layer._fused(x) == fused
-            (layer(x, nb) * w).sum().backward()
-            grads[fused] = [x.grad] + [p.grad.clone() for p in layer.parameters()]
-    finally:
-        kernels.set_num_threads(None)
+    set_kernel_threads(layer, threads)
+    for fused in (True, False):
+        set_use_kernels(layer, fused)
+        layer.zero_grad()
+        x = feats.clone().requires_grad_()
+        assert layer._fused(x) == fused
+        (layer(x, nb) * w).sum().backward()
+        grads[fused] = [x.grad] + [p.grad.clone() for p in layer.parameters()]
     for a, b in zip(grads[True], grads[False]):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 

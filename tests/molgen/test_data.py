@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from molgen import data as D
+from molgen import sources as S
 
 FIX = Path(__file__).parent / "fixtures"
 QM9_TINY = FIX / "qm9_tiny.csv"
@@ -130,7 +131,7 @@ def test_split_file_0_based_and_charge_skip(tmp_path):
 
 
 def test_random_split_fallback_and_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "default_split_path", lambda name: None)
+    monkeypatch.setattr(S, "default_split_path", lambda name: None)
     ds1 = D.load_dataset("qm9", source_path=QM9_TINY, cache_dir=tmp_path, seed=3)
     assert ds1.split_source.startswith("seeded random split, seed=3")
     assert ds1.stats["from_cache"] is None
@@ -151,13 +152,29 @@ def test_random_split_fallback_and_cache(tmp_path, monkeypatch):
     assert ds4.n_test == 2 and ds4.stats["n_train_before_parse"] == 2
 
 
+def test_a_source_object_loads_as_its_name_does(tmp_path):
+    """A dataset is its source (``molgen.sources``): every dataset the config names has one, with its vocabulary,
+    and a source object given to load_dataset loads what its name with the same options does."""
+    import typing
+
+    from molgen.config import DataConfig
+
+    assert set(S.SOURCES) == set(D.ATOM_VOCAB) == set(typing.get_args(DataConfig.model_fields["dataset"].annotation))
+    by_name = D.load_dataset("qm9", split_path=str(QM9_SPLIT), source_path=QM9_TINY, cache_dir=tmp_path)
+    by_source = D.load_dataset(S.QM9(source_path=QM9_TINY), split_path=str(QM9_SPLIT), cache_dir=tmp_path)
+    assert by_source.stats["from_cache"] and by_source.train_smiles == by_name.train_smiles
+    assert torch.equal(by_source.X_test, by_name.X_test)
+    with pytest.raises(ValueError, match="source"):
+        D.load_dataset(S.QM9(), source_path=QM9_TINY, cache_dir=tmp_path)
+
+
 def test_missing_split_file_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         D.load_dataset("qm9", split_path=str(tmp_path / "nope.json"), source_path=QM9_TINY, cache_dir=tmp_path)
 
 
 def test_real_qm9_with_shared_split(tmp_path):
-    split = D.default_split_path("qm9")
+    split = S.default_split_path("qm9")
     if split is None:
         pytest.skip("../shared/data/valid_idx_qm9.json not available")
     ds = D.load_dataset("qm9", cache_dir=tmp_path, limit=150)
@@ -168,7 +185,7 @@ def test_real_qm9_with_shared_split(tmp_path):
     first = json.loads(split.read_text())["valid_idxs"][0]
     import pandas as pd
 
-    df = pd.concat([pd.read_csv(p, usecols=["Index", "SMILES"]) for p in D.qm9_csv_paths()])
+    df = pd.concat([pd.read_csv(p, usecols=["Index", "SMILES"]) for p in S.qm9_csv_paths()])
     src = df.loc[df["Index"] == int(first), "SMILES"].item()
     from rdkit import Chem
 
@@ -179,8 +196,8 @@ def test_real_qm9_with_shared_split(tmp_path):
 def test_zinc_download_file_url_and_load(tmp_path):
     cache = tmp_path / "cache"
     url = ZINC_TINY.resolve().as_uri()
-    path = D.fetch_zinc250k(cache, url=url, sha256=_sha(ZINC_TINY))
-    assert path == cache / D.ZINC250K_FILENAME and _sha(path) == _sha(ZINC_TINY)
+    path = S.fetch_zinc250k(cache, url=url, sha256=_sha(ZINC_TINY))
+    assert path == cache / S.ZINC250K_FILENAME and _sha(path) == _sha(ZINC_TINY)
     ds = D.load_dataset(
         "zinc250k", split_path="random", cache_dir=cache, zinc_url=url, zinc_sha256=_sha(ZINC_TINY), test_fraction=0.3
     )
@@ -198,14 +215,14 @@ def test_zinc_download_file_url_and_load(tmp_path):
 def test_zinc_checksum_mismatch(tmp_path):
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match="checksum mismatch"):
-        D.fetch_zinc250k(cache, url=ZINC_TINY.resolve().as_uri(), sha256="0" * 64)
-    assert not (cache / D.ZINC250K_FILENAME).exists()
+        S.fetch_zinc250k(cache, url=ZINC_TINY.resolve().as_uri(), sha256="0" * 64)
+    assert not (cache / S.ZINC250K_FILENAME).exists()
     assert list(cache.iterdir()) == []  # no partial download left
     # an existing file with a wrong checksum is reported, not used
     cache.mkdir(exist_ok=True)
-    shutil.copy(ZINC_TINY, cache / D.ZINC250K_FILENAME)
+    shutil.copy(ZINC_TINY, cache / S.ZINC250K_FILENAME)
     with pytest.raises(ValueError, match="sha256"):
-        D.fetch_zinc250k(cache)
+        S.fetch_zinc250k(cache)
 
 
 def test_zinc_missing_without_network(tmp_path):
@@ -215,9 +232,9 @@ def test_zinc_missing_without_network(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         D.load_dataset("zinc250k", cache_dir=tmp_path, fetch=offline)
     msg = str(e.value)
-    assert D.ZINC250K_URL in msg and D.ZINC250K_SHA256 in msg and "curl" in msg
+    assert S.ZINC250K_URL in msg and S.ZINC250K_SHA256 in msg and "curl" in msg
     with pytest.raises(FileNotFoundError):
-        D.fetch_zinc250k(tmp_path, download=False)
+        S.fetch_zinc250k(tmp_path, download=False)
     # a monkeypatched fetch that writes the right bytes is accepted
     calls = []
 
@@ -225,8 +242,8 @@ def test_zinc_missing_without_network(tmp_path):
         calls.append(url)
         Path(dest).write_bytes(ZINC_TINY.read_bytes())
 
-    p = D.fetch_zinc250k(tmp_path, sha256=_sha(ZINC_TINY), fetch=fake)
-    assert calls == [D.ZINC250K_URL] and p.exists()
+    p = S.fetch_zinc250k(tmp_path, sha256=_sha(ZINC_TINY), fetch=fake)
+    assert calls == [S.ZINC250K_URL] and p.exists()
 
 
 # ----------------------------------------------------------------------------- MOSES
@@ -247,7 +264,7 @@ def test_moses_given_split(tmp_path):
 
 
 def test_package_files_are_found():
-    paths = D.qm9_csv_paths()
+    paths = S.qm9_csv_paths()
     assert len(paths) == 3 and all(p.exists() for p in paths)
-    m = D.moses_csv_paths()
+    m = S.moses_csv_paths()
     assert m["train"].exists() and m["test"].exists()

@@ -9,6 +9,7 @@ import torch
 from rdkit import Chem
 
 from molgen import data as D
+from molgen import sources as S
 from molgen.decode import graphs_to_mols, mols_to_smiles, quantize_bonds
 
 
@@ -31,7 +32,7 @@ def _graph(atoms, bonds, dataset="qm9"):
 
 def test_round_trip_qm9():
     """Kekulized QM9 molecules decode back to the same canonical SMILES (neutral ones)."""
-    path = D.qm9_csv_paths()[1]
+    path = S.qm9_csv_paths()[1]
     smiles = pd.read_csv(path, usecols=["SMILES"], nrows=1500)["SMILES"].tolist()
     Xs, As, ref = [], [], []
     for s in smiles:

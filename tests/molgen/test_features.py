@@ -15,6 +15,7 @@ from rdkit import Chem
 
 from molgen import cli
 from molgen import data as D
+from molgen import sources as S
 from molgen.config import ConfigError, config_differences, dump_config, load_config, validate
 from molgen.decode import feature_consistency, graphs_to_mols, mols_to_smiles
 from molgen.features import AtomFeatureSpec, check_atom_features
@@ -155,7 +156,7 @@ def test_charged_round_trip_without_correction():
 
 def test_charged_qm9_molecules_round_trip():
     """The charged molecules of one qm9pack part decode back exactly, valid without correction."""
-    path = D.qm9_csv_paths()[0]
+    path = S.qm9_csv_paths()[0]
     smi = pd.read_csv(path, usecols=["SMILES"])["SMILES"]
     charged = smi[smi.str.contains(r"\+|-\]", regex=True)].tolist()
     assert len(charged) > 50

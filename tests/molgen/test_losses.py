@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from molgen.losses import GraphScore, dsm_loss, perturb, score_fn
+from molgen.losses import dsm_loss, perturb
 from molgen.nets.gdss import ScoreNetworkA, ScoreNetworkX
+from molgen.nets.score import GraphScore, score_fn
 from molgen.sde import VESDE, VPSDE, subVPSDE
 
 

@@ -11,6 +11,7 @@ from rdkit import Chem
 
 from molgen import data as D
 from molgen import metrics as M
+from molgen import sources as S
 
 TRAIN = ["CCO", "CCN", "c1ccccc1", "CC(=O)O", "CCCC", "C1CCCCC1", "CC#N", "OCCO"]
 TEST = ["CCCO", "CCNC", "c1ccncc1", "CC(C)=O", "CCOC", "C1CCNCC1", "CCC#N", "NCCO"]
@@ -28,7 +29,7 @@ ZINC_LIKE = [
 
 
 def _qm9_smiles(n=120):
-    return pd.read_csv(D.qm9_csv_paths()[2], usecols=["SMILES"], nrows=n)["SMILES"].tolist()
+    return pd.read_csv(S.qm9_csv_paths()[2], usecols=["SMILES"], nrows=n)["SMILES"].tolist()
 
 
 def test_validity_uniqueness_novelty():
@@ -132,8 +133,14 @@ def test_fcd_offline(tmp_path):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert any(n.startswith("molgen_fcdref_") for n in names) and any(n.startswith("molgen_nspdkref_") for n in names)
     mem = M.fcd_reference_stats(qm9[40:])
-    M._FCD_REF_CACHE.clear()
-    M._NSPDK_REF_CACHE.clear()
     disk = M.fcd_reference_stats(qm9[40:], cache_dir=tmp_path)
     assert np.array_equal(disk["mu"], mem["mu"]) and np.array_equal(disk["sigma"], mem["sigma"])
     assert M.nspdk_mmd(qm9[:40], qm9[40:], cache_dir=tmp_path) == pytest.approx(out["nspdk"], rel=1e-12)
+    # one Reference computes its statistics once and gives the same metrics
+    ref = M.Reference(TRAIN, qm9[40:])
+    again = M.evaluate_samples(qm9[:40], n_valid_wo_correction=40, reference=ref)
+    assert ref.fcd_stats is ref.fcd_stats and ref.nspdk_features() is ref.nspdk_features()
+    for metric in ("fcd", "nspdk"):
+        assert again[metric] == pytest.approx(out[metric], rel=1e-12)
+    with pytest.raises(ValueError):
+        M.evaluate_samples(qm9[:40], TRAIN, qm9[40:], reference=ref)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from molgen.nets import kernels
-from molgen.nets.gdss import MLP, ScoreNetworkA, ScoreNetworkX, set_use_kernels
+from molgen.nets.gdss import MLP, ScoreNetworkA, ScoreNetworkX, set_kernel_threads, set_use_kernels
 from molgen.nets.gdss_reference import reference_score_a, reference_score_x
 
 needs_kernels = pytest.mark.skipif(not kernels.available(), reason=f"no fused kernels: {kernels.unavailable_reason()}")
@@ -73,11 +73,8 @@ def test_kernel_larger_graphs_and_partial_blocks():
 def test_kernel_threads_do_not_change_results():
     x, adj, flags = random_graphs(200, 9, 4, seed=4)
     _, net_a = nets()
-    kernels.set_num_threads(1)
-    one = net_a(x, adj, flags)
-    kernels.set_num_threads(3)
-    three = net_a(x, adj, flags)
-    kernels.set_num_threads(None)
+    one = set_kernel_threads(net_a, 1)(x, adj, flags)
+    three = set_kernel_threads(net_a, 3)(x, adj, flags)
     torch.testing.assert_close(one, three, atol=1e-6, rtol=1e-6)
 
 

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from molgen.losses import GraphScore
 from molgen.nets.gdss import ScoreNetworkA, ScoreNetworkX
+from molgen.nets.score import GraphScore
 from molgen.sampling import (CORRECTORS, PREDICTORS, LangevinCorrector, PCSampler, S4Solver, make_sampler,
                              node_count_histogram, sample_flags, sample_graphs)
 from molgen.sde import VESDE, make_sde

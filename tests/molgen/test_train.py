@@ -127,14 +127,3 @@ def test_load_run_builds_eval_networks(tmp_path):
     ema.load_state_dict(ckpt["ema_a"])
     assert all(torch.equal(p, s) for p, s in zip(net_a.parameters(), ema.shadow))
 
-
-def test_threads_follow_torch_default_not_the_core_count(monkeypatch):
-    """Without train.num_threads, plain-torch networks keep torch's own thread count (OMP_NUM_THREADS), so two
-    jobs on one machine do not each take every core; an explicit train.num_threads wins."""
-    import molgen.train as train
-
-    monkeypatch.setattr(train, "DEFAULT_THREADS", 3)
-    train.configure_threads(load_config("tiny_can"), torch.device("cpu"))
-    assert torch.get_num_threads() == 3
-    train.configure_threads(load_config("tiny_can", ["train.num_threads=2"]), torch.device("cpu"))
-    assert torch.get_num_threads() == 2

@@ -80,10 +80,19 @@ class RenderedSite:
     log: str
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that render the site share one pytest-xdist worker (`--dist loadgroup`): a render writes
+    `_site/` and `notebooks/_executed/site/` in the repository, so two at once would mix, and one worker
+    renders each profile once."""
+    for item in items:
+        if "rendered_site" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("site"))
+
+
 @pytest.fixture(scope="session")
 def rendered_site(tmp_path_factory):
-    """`rendered_site(profile)`: render the site with the committed executions of `profile` (once per session)
-    and return a RenderedSite whose `path` is a copy of `_site`."""
+    """`rendered_site(profile)`: render the site with the committed executions of `profile` (once per session,
+    or per pytest-xdist worker) and return a RenderedSite whose `path` is a copy of `_site`."""
     from paper.quarto import quarto_executable, render_command
 
     done: dict[str, RenderedSite] = {}

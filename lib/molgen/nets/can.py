@@ -21,7 +21,7 @@ Score networks (GDSS interface plus time, ``forward(x, adj, flags, t)``, ``time_
   only the noisy state (X_t, A_t); the thresholded graph is the one structure the network can see at every
   step, in training and in sampling alike, so it is the complex the network is given. The continuous A_t still
   enters as a node-level dense GCN input and as an edge / pair input. Time enters as a sinusoidal embedding of
-  t. ``forward(..., cx)`` takes a complex lifted by the caller: the score of a state (``losses.GraphScore``)
+  t. ``forward(..., cx)`` takes a complex lifted by the caller: the score of a state (``nets.score.GraphScore``)
   lifts it once for both networks (``lift_key`` says when two networks lift alike).
 
 Neighbourhoods are small dense boolean matrices per graph (``molgen.neighbourhoods.Neighbourhoods``): the bonds
@@ -33,7 +33,7 @@ without the kernel (no compiler) attends over pair lists (work in proportion to 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,10 @@ from torch_geometric.utils import scatter, softmax
 
 from ..neighbourhoods import CellNeighbourhoods, Neighbourhoods, lift_neighbourhoods
 from . import kernels
-from .gdss import normalize_adj, use_kernels
+from .gdss import kernel_threads, normalize_adj, use_kernels
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 Tensor = torch.Tensor
 
@@ -150,9 +153,11 @@ class CANLayer(nn.Module):
         # one split (its backward is one cat): messages down / up, skip, scores (down src, down dst, up src, up dst)
         z_down, z_up, z_skip, d_src, d_dst, u_src, u_dst = z.split([o, o, w.shape[0] - 2 * o] + [nh] * 4, dim=1)
         if self._fused(x):
-            slope = self.att_activation.negative_slope
-            m = kernels.can_attend(z_down, d_src, d_dst, nb.down_packed, nb.graph_ptr, nb.order, nh, slope)
-            m = kernels.can_attend(z_up, u_src, u_dst, nb.up_packed, nb.graph_ptr, nb.order, nh, slope, out=m)
+            slope, threads = self.att_activation.negative_slope, kernel_threads(self)
+            m = kernels.can_attend(z_down, d_src, d_dst, nb.down_packed, nb.graph_ptr, nb.order, nh, slope,
+                                   threads=threads)
+            m = kernels.can_attend(z_up, u_src, u_dst, nb.up_packed, nb.graph_ptr, nb.order, nh, slope, out=m,
+                                   threads=threads)
             m = m.reshape(n, nh, self.head_dim)
         else:
             m = (self._attend(z_down.reshape(n, nh, self.head_dim), d_src, d_dst, 0, nb)
@@ -341,6 +346,16 @@ class _CANScore(nn.Module):
     """
 
     time_conditioned = True
+    kernel_bound = False
+    """Much of its CPU work is torch ops: torch gets the run's threads (``build.configure_threads``)."""
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> "_CANScore":
+        """The network of ``model.can``, its atom-type block and bond unit read from ``data``."""
+        c, d = cfg.model.can, cfg.data
+        return cls(d.max_feat_num, hidden=c.hidden, num_layers=c.num_layers, heads=c.heads, gcn_depth=c.gcn_depth,
+                   ring_features=c.ring_features, n_atom_types=d.feature_spec.blocks[0].width, max_ring=c.max_ring,
+                   threshold=c.threshold, bond_unit=1.0 if d.adj_scale == "raw" else 1 / 3)
 
     def __init__(self, max_feat_num: int, hidden: int = 24, num_layers: int = 3, heads: int = 4,
                  gcn_depth: int = 2, ring_features: bool = False, n_atom_types: int | None = None,

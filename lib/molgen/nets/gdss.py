@@ -2,7 +2,7 @@
 attention over adjacency powers), on dense batched graphs, with the layer sizes of GDSS's configs.
 
 Shapes: node features X (B, N, F), adjacency A (B, N, N), node flags (B, N) in {0, 1}. Like GDSS, the networks
-see no time input (the VP/sub-VP score divides the output by the marginal std, see ``losses.score_fn``).
+see no time input (the VP/sub-VP score divides the output by the marginal std, see ``nets.score.score_fn``).
 
 The functions are the ones of the GDSS reference code (``nets.gdss_reference`` recomputes them with GDSS's
 loop-over-channels structure from the same parameters; the tests check that they agree), computed faster:
@@ -16,18 +16,23 @@ loop-over-channels structure from the same parameters; the tests check that they
 - the per-channel GCNs of a layer (one per adjacency channel, each with Q, K and V) share one stacked weight;
 - on the CPU, fused C++ kernels (``nets.kernels``, built at first use with the system compiler) compute each
   attention layer's GCNs + attention in one call, every MLP in one call (ELU inside), and at inference
-  (no gradient) the whole ScoreNetworkA forward in one call. Without a compiler, on a GPU, or with
-  ``set_use_kernels(net, False)``, the same functions run as batched PyTorch ops.
+  (no gradient) the whole ScoreNetworkA forward in one call, splitting the batch over the network's
+  ``set_kernel_threads`` threads. Without a compiler, on a GPU, or with ``set_use_kernels(net, False)``, the
+  same functions run as batched PyTorch ops.
 """
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import kernels
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 Tensor = torch.Tensor
 
@@ -53,7 +58,7 @@ class MLP(nn.Module):
         """``x``: a tensor, or a list of tensors taken as their concatenation along the last axis."""
         parts = list(x) if isinstance(x, (list, tuple)) else [x]
         if self.act is F.elu and use_kernels(self, parts[0]):
-            return kernels.mlp(parts, self.linears)
+            return kernels.mlp(parts, self.linears, kernel_threads(self))
         x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         for lin in self.linears[:-1]:
             x = self.act(lin(x))
@@ -95,19 +100,22 @@ class MultiGCN(nn.Module):
         return torch.matmul(adj_hat, h.transpose(1, 2)) + self.bias.unsqueeze(1)
 
 
-class _Pairs:
-    """Index bookkeeping for the strict upper triangle of N x N matrices (cached; made outside inference mode,
-    so that indices first built while sampling still serve training)."""
+class PairIndex:
+    """Index bookkeeping for the strict upper triangle of N x N matrices, kept by the network that uses it for
+    each (N, device) it meets; made outside inference mode, so that indices first built while sampling still
+    serve training."""
 
-    _cache: dict = {}
+    def __init__(self) -> None:
+        self._built: dict[tuple[int, str], tuple[Tensor, Tensor]] = {}
 
-    @classmethod
-    def get(cls, n: int, device) -> tuple[Tensor, Tensor]:
+    def get(self, n: int, device) -> tuple[Tensor, Tensor]:
+        """(flat (P,), back (N * N,)): the flat index i * N + j of each pair i < j, and for each entry of an
+        N x N matrix its pair's position (P on the diagonal)."""
         key = (n, str(device))
-        if key not in cls._cache:
+        if key not in self._built:
             with torch.inference_mode(False):
-                cls._cache[key] = cls._build(n, device)
-        return cls._cache[key]
+                self._built[key] = self._build(n, device)
+        return self._built[key]
 
     @staticmethod
     def _build(n: int, device) -> tuple[Tensor, Tensor]:
@@ -138,6 +146,13 @@ def dense_of(pairs: Tensor, back: Tensor, n: int) -> Tensor:
 class ScoreNetworkX(nn.Module):
     """s_theta(X_t, A_t) = MLP([H_0, H_1, ..., H_L]) with H_{i+1} = tanh(GCN(H_i, A_t)), H_0 = X_t; masked."""
 
+    kernel_bound = True
+    """On a CPU its work runs in the fused kernels; torch's own ops are tiny (``build.configure_threads``)."""
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> "ScoreNetworkX":
+        return cls(cfg.data.max_feat_num, cfg.model.depth, cfg.model.nhid)
+
     def __init__(self, max_feat_num: int, depth: int, nhid: int):
         super().__init__()
         self.nfeat, self.depth, self.nhid = max_feat_num, depth, nhid
@@ -145,14 +160,17 @@ class ScoreNetworkX(nn.Module):
             MultiGCN(max_feat_num if i == 0 else nhid, 1, nhid) for i in range(depth))
         self.fdim = max_feat_num + depth * nhid
         self.final = MLP(3, self.fdim, 2 * self.fdim, max_feat_num)
+        self.pairs = PairIndex()
 
     def forward(self, x: Tensor, adj: Tensor, flags: Tensor) -> Tensor:
         hs = [x]
         if use_kernels(self, adj):
             b, n, _ = adj.shape
-            e = pairs_of(adj.unsqueeze(1), _Pairs.get(n, adj.device)[0])  # B, P, 1
+            e = pairs_of(adj.unsqueeze(1), self.pairs.get(n, adj.device)[0])  # B, P, 1
+            threads = kernel_threads(self)
             for layer in self.layers:
-                x = torch.tanh(kernels.gmh(x, layer.weight, layer.bias, e, 0, self.nhid, 1, 1.0)[0].squeeze(2))
+                v = kernels.gmh(x, layer.weight, layer.bias, e, 0, self.nhid, 1, 1.0, threads)[0]
+                x = torch.tanh(v.squeeze(2))
                 hs.append(x)
         else:
             adj_hat = normalize_adj(adj).unsqueeze(1)  # B, 1, N, N
@@ -195,8 +213,8 @@ class AttentionLayer(nn.Module):
         b, n, _ = x.shape
         c, a, h = self.c_in, self.attn_dim, self.num_heads
         if dense is None:  # fused CPU kernel
-            v, att_p = kernels.gmh(x, self.qkv.weight, self.qkv.bias, e, a,
-                                   self.out_dim, h, self.scale)
+            v, att_p = kernels.gmh(x, self.qkv.weight, self.qkv.bias, e, a, self.out_dim, h, self.scale,
+                                   kernel_threads(self))
         else:
             qkv = self.qkv(x, normalize_adj(dense))  # B, C, N, 2a + o
             q = qkv[..., :a].unflatten(-1, (h, a // h)).transpose(2, 3)  # B, C, h, N, dh
@@ -215,6 +233,15 @@ class AttentionLayer(nn.Module):
 class ScoreNetworkA(nn.Module):
     """s_phi(X_t, A_t) = MLP([A^1..A^c, E_1, ..., E_K]) over GMH layers; symmetric, zero diagonal, masked."""
 
+    kernel_bound = True
+    """On a CPU its work runs in the fused kernels; torch's own ops are tiny (``build.configure_threads``)."""
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> "ScoreNetworkA":
+        m, d = cfg.model, cfg.data
+        return cls(d.max_feat_num, d.max_node_num, m.nhid, m.num_layers, m.num_linears, m.c_init, m.c_hid,
+                   m.c_final, m.adim, m.num_heads, m.conv)
+
     def __init__(self, max_feat_num: int, max_node_num: int, nhid: int, num_layers: int, num_linears: int,
                  c_init: int, c_hid: int, c_final: int, adim: int, num_heads: int = 4, conv: str = "GCN"):
         super().__init__()
@@ -232,6 +259,7 @@ class ScoreNetworkA(nn.Module):
                 self.layers.append(AttentionLayer(num_linears, nhid, adim, nhid, c_hid, c_hid, num_heads))
         self.fdim = c_hid * (num_layers - 1) + c_final + c_init
         self.final = MLP(3, self.fdim, 2 * self.fdim, 1)
+        self.pairs = PairIndex()
 
     def forward(self, x: Tensor, adj: Tensor, flags: Tensor) -> Tensor:
         b, n, _ = adj.shape
@@ -239,8 +267,8 @@ class ScoreNetworkA(nn.Module):
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or adj.requires_grad
                                                   or any(p.requires_grad for p in self.parameters()))
         if fused and not needs_grad:
-            return kernels.score_a_forward(self, x, adj, flags)  # inference: the whole network in one call
-        flat, back = _Pairs.get(n, adj.device)
+            return kernels.score_a_forward(self, x, adj, flags, kernel_threads(self))  # inference: one call
+        flat, back = self.pairs.get(n, adj.device)
         node_mask = flags.unsqueeze(-1)
         pair_mask = pairs_of((flags.unsqueeze(-1) * flags.unsqueeze(-2)).unsqueeze(1), flat)  # B, P, 1
         powers = [adj]
@@ -264,6 +292,20 @@ def set_use_kernels(module: nn.Module, flag: bool) -> nn.Module:
     for m in module.modules():
         m.use_kernels = flag
     return module
+
+
+def set_kernel_threads(module: nn.Module, threads: int | None) -> nn.Module:
+    """The threads the fused CPU kernels of ``module`` and all its submodules split a batch over (None:
+    torch's thread count at each call). They are Python threads running GIL-free C++, independent of torch's
+    intra-op (OpenMP) threads, so torch can be kept at one thread for the many tiny ops."""
+    for m in module.modules():
+        m.kernel_threads = None if threads is None else max(1, int(threads))
+    return module
+
+
+def kernel_threads(module: nn.Module) -> int | None:
+    """The kernel threads set for ``module`` (``set_kernel_threads``), None if none were."""
+    return getattr(module, "kernel_threads", None)
 
 
 def use_kernels(module: nn.Module, like: Tensor) -> bool:

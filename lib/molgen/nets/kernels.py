@@ -3,8 +3,9 @@
 The C++ file is compiled once with the system C++ compiler into a shared library cached under
 ``$MOLGEN_KERNEL_CACHE`` (default ``~/.cache/molgen/kernels``), keyed by the source, the compiler flags and
 the machine, and called through ctypes; no Python or torch headers are needed. ctypes releases the GIL, so a
-batch is split over ``torch.get_num_threads()`` Python threads. If no compiler is available (or
-``MOLGEN_KERNELS=0``), ``available()`` is False and the networks use their pure-PyTorch path.
+batch is split over ``threads`` Python threads (every function's ``threads`` argument; None:
+``torch.get_num_threads()`` at the call). If no compiler is available (or ``MOLGEN_KERNELS=0``), ``available()``
+is False and the networks use their pure-PyTorch path.
 
 ``gmh(X, W, bias, E, attn_dim, out_dim, heads, scale)`` is differentiable in X, W, bias and E;
 ``can_attend`` (the cell-attention aggregate) in h and the two scores.
@@ -26,39 +27,8 @@ import torch
 from common.io import atomic_path
 
 SOURCE = Path(__file__).with_name("gmh_kernel.cpp")
-FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno", "-fno-trapping-math",
-         "-fno-strict-aliasing"]
-
-_lib = None
-_lib_error: str | None = None
-_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-_num_threads: int | None = None
-_flush_denormal = False
-
-
-def set_flush_denormal(flag: bool) -> None:
-    """Flush denormal floats to zero in the calling thread (torch's ops) and in the kernels' worker threads.
-    Trained GDSS weights produce denormals whose slow path made a training step three times slower."""
-    global _flush_denormal, _pool, _pool_size
-    torch.set_flush_denormal(flag)
-    if flag != _flush_denormal and _pool is not None:
-        _pool.shutdown(wait=True)
-        _pool, _pool_size = None, 0
-    _flush_denormal = flag
-
-
-def set_num_threads(n: int | None) -> None:
-    """Threads the kernels split a batch over (None: ``torch.get_num_threads()`` at each call). They are
-    Python threads running GIL-free C++, independent of torch's intra-op (OpenMP) threads, so torch can be
-    kept at one thread for the many tiny ops (OpenMP barriers are costly on a busy machine)."""
-    global _num_threads
-    _num_threads = None if n is None else max(1, int(n))
-
-
-def get_num_threads() -> int:
-    return _num_threads if _num_threads is not None else torch.get_num_threads()
+FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno", "-fno-trapping-math",
+         "-fno-strict-aliasing")
 
 
 def _cache_dir() -> Path:
@@ -81,7 +51,7 @@ def build(verbose: bool = False) -> Path:
     if cxx is None:
         raise RuntimeError("no C++ compiler found (g++, c++ or clang++)")
     src = SOURCE.read_bytes()
-    key = hashlib.sha256(src + " ".join([cxx] + FLAGS).encode() + _cpu_id().encode()).hexdigest()[:16]
+    key = hashlib.sha256(src + " ".join([cxx, *FLAGS]).encode() + _cpu_id().encode()).hexdigest()[:16]
     out = _cache_dir() / f"gmh_{key}.so"
     if out.is_file():
         return out
@@ -95,75 +65,102 @@ def build(verbose: bool = False) -> Path:
     return out
 
 
-def _load():
-    global _lib, _lib_error
-    if _lib is not None or _lib_error is not None:
-        return _lib
-    with _lock:
-        if _lib is not None or _lib_error is not None:
-            return _lib
-        if os.environ.get("MOLGEN_KERNELS", "1") == "0":
-            _lib_error = "disabled by MOLGEN_KERNELS=0"
-            return None
-        try:
-            lib = ctypes.CDLL(str(build()))
-            p, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
-            lib.gmh_forward.argtypes = [p, p, p, p, p, p, i64, i64, i32, i32, i32, i32, i32, i32, f32]
-            lib.gmh_forward.restype = None
-            lib.gmh_backward.argtypes = [p, p, p, p, p, p, p, p, p, p, i64, i64, i32, i32, i32, i32, i32, i32, f32]
-            lib.gmh_backward.restype = None
-            lib.mlp_forward.argtypes = [p, p, i32, p, p, p, i32, p, i64, i64]
-            lib.mlp_forward.restype = None
-            lib.mlp_backward.argtypes = [p, p, i32, p, p, p, i32, p, p, p, p, i64, i64]
-            lib.mlp_backward.restype = None
-            lib.score_a_forward.argtypes = [p, p, p, p, p, p, i64, i64]
-            lib.score_a_forward.restype = None
-            lib.elu_forward.argtypes = [p, p, i64, i64]
-            lib.elu_forward.restype = None
-            lib.elu_backward.argtypes = [p, p, p, i64, i64]
-            lib.elu_backward.restype = None
-            lib.can_attend_forward.argtypes = [p, i64, p, p, i64, p, i64, p, p, p, i64, i64, i32, i32, f32, i32]
-            lib.can_attend_forward.restype = None
-            lib.can_attend_backward.argtypes = [p, i64, p, p, i64, p, i64, p, p, p, p, p, p, p, i64, i64, i32, i32,
-                                                f32]
-            lib.can_attend_backward.restype = None
-            _lib = lib
-        except Exception as e:  # no compiler, failed build, unloadable library: fall back to PyTorch
-            _lib_error = f"{type(e).__name__}: {e}"
-    return _lib
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """The C signatures of the library's functions."""
+    p, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+    signatures = {
+        "gmh_forward": [p, p, p, p, p, p, i64, i64, i32, i32, i32, i32, i32, i32, f32],
+        "gmh_backward": [p, p, p, p, p, p, p, p, p, p, i64, i64, i32, i32, i32, i32, i32, i32, f32],
+        "mlp_forward": [p, p, i32, p, p, p, i32, p, i64, i64],
+        "mlp_backward": [p, p, i32, p, p, p, i32, p, p, p, p, i64, i64],
+        "score_a_forward": [p, p, p, p, p, p, i64, i64],
+        "elu_forward": [p, p, i64, i64],
+        "elu_backward": [p, p, p, i64, i64],
+        "can_attend_forward": [p, i64, p, p, i64, p, i64, p, p, p, i64, i64, i32, i32, f32, i32],
+        "can_attend_backward": [p, i64, p, p, i64, p, i64, p, p, p, p, p, p, p, i64, i64, i32, i32, f32],
+    }
+    for name, argtypes in signatures.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, None
+    return lib
+
+
+class KernelLibrary:
+    """The compiled library and the worker threads that call it: one per process (``LIBRARY``).
+
+    The library is a process resource, loaded at first use as torch loads its own extensions; the pool only
+    grows to the widest split asked for. Neither decides a number: how a batch is split is every call's
+    ``threads`` argument, and the workers always flush denormals to zero (trained GDSS weights produce
+    denormals, whose slow path made a training step three times slower).
+    """
+
+    def __init__(self) -> None:
+        self._lib: ctypes.CDLL | None = None
+        self._error: str | None = None
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+
+    def load(self) -> ctypes.CDLL | None:
+        """The library (built if needed), or None when it cannot be had (then ``error`` says why)."""
+        if self._lib is not None or self._error is not None:
+            return self._lib
+        with self._lock:
+            if self._lib is not None or self._error is not None:
+                return self._lib
+            if os.environ.get("MOLGEN_KERNELS", "1") == "0":
+                self._error = "disabled by MOLGEN_KERNELS=0"
+                return None
+            try:
+                self._lib = _declare(ctypes.CDLL(str(build())))
+            except Exception as e:  # no compiler, failed build, unloadable library: fall back to PyTorch
+                self._error = f"{type(e).__name__}: {e}"
+        return self._lib
+
+    @property
+    def error(self) -> str | None:
+        self.load()
+        return self._error
+
+    def run(self, name: str, chunks: list[tuple[int, int]], make_args) -> None:
+        """Call the library's function ``name`` once per chunk, ``make_args(k, start, stop)`` giving its
+        arguments: in the calling thread for one chunk, on the worker threads for several."""
+        fn = getattr(self.load(), name)
+        if not chunks:
+            return
+        if len(chunks) == 1:
+            fn(*make_args(0, *chunks[0]))
+            return
+        with self._lock:
+            if self._pool is None or self._pool_size < len(chunks):
+                self._pool = ThreadPoolExecutor(max_workers=len(chunks), thread_name_prefix="molgen-kernel",
+                                                initializer=torch.set_flush_denormal, initargs=(True,))
+                self._pool_size = len(chunks)
+            pool = self._pool
+        futures = [pool.submit(fn, *make_args(k, b0, b1)) for k, (b0, b1) in enumerate(chunks)]
+        for f in futures:
+            f.result()
+
+
+LIBRARY = KernelLibrary()
 
 
 def available() -> bool:
-    return _load() is not None
+    return LIBRARY.load() is not None
 
 
 def unavailable_reason() -> str | None:
-    _load()
-    return _lib_error
+    return LIBRARY.error
 
 
-def _chunks(b: int, min_chunk: int = 64) -> list[tuple[int, int]]:
+def _chunks(b: int, threads: int | None, min_chunk: int = 64) -> list[tuple[int, int]]:
+    """Contiguous ranges of ``range(b)``, one per thread (``threads``; None: torch's thread count), each at
+    least ``min_chunk`` long."""
     if b <= 0:
         return []
-    n = max(1, min(get_num_threads(), b // min_chunk))
+    n = max(1, min(threads or torch.get_num_threads(), b // min_chunk))
     step = -(-b // n)
     return [(s, min(b, s + step)) for s in range(0, b, step)]
-
-
-def _run(fn, chunks, make_args) -> None:
-    global _pool, _pool_size
-    if not chunks:
-        return
-    if len(chunks) == 1:
-        fn(*make_args(0, *chunks[0]))
-        return
-    if _pool is None or _pool_size < len(chunks):
-        _pool = ThreadPoolExecutor(max_workers=len(chunks), thread_name_prefix="molgen-kernel",
-                                   initializer=torch.set_flush_denormal, initargs=(_flush_denormal,))
-        _pool_size = len(chunks)
-    futures = [_pool.submit(fn, *make_args(k, b0, b1)) for k, (b0, b1) in enumerate(chunks)]
-    for f in futures:
-        f.result()
 
 
 def _ptr(t: torch.Tensor | None):
@@ -176,25 +173,23 @@ def _prep(t: torch.Tensor) -> torch.Tensor:
 
 class _GMH(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, X, W, bias, E, attn_dim: int, out_dim: int, heads: int, scale: float):
-        lib = _load()
+    def forward(ctx, X, W, bias, E, attn_dim: int, out_dim: int, heads: int, scale: float, threads: int | None):
         X, W, bias, E = _prep(X), _prep(W), _prep(bias), _prep(E)
         b, n, f = X.shape
         c = W.shape[1]
         V = torch.empty(b, n, c, out_dim)
         S = torch.empty(b, E.shape[1], c if attn_dim > 0 else 0)
-        _run(lib.gmh_forward, _chunks(b), lambda k, b0, b1: (
+        LIBRARY.run("gmh_forward", _chunks(b, threads), lambda k, b0, b1: (
             _ptr(X), _ptr(W), _ptr(bias), _ptr(E), _ptr(V), _ptr(S), b0, b1, n, f, c, attn_dim, out_dim, heads,
             scale))
         ctx.save_for_backward(X, W, bias, E)
-        ctx.dims = (attn_dim, out_dim, heads, scale)
+        ctx.dims = (attn_dim, out_dim, heads, scale, threads)
         return V, S
 
     @staticmethod
     def backward(ctx, dV, dS):
-        lib = _load()
         X, W, bias, E = ctx.saved_tensors
-        attn_dim, out_dim, heads, scale = ctx.dims
+        attn_dim, out_dim, heads, scale, threads = ctx.dims
         b, n, f = X.shape
         c = W.shape[1]
         dV = None if dV is None else _prep(dV)  # None: V unused (GDSS's last layer), a null pointer
@@ -204,50 +199,50 @@ class _GMH(torch.autograd.Function):
             dS = torch.empty(0)
         dX = torch.empty_like(X) if ctx.needs_input_grad[0] else None
         dE = torch.empty_like(E) if ctx.needs_input_grad[3] else None
-        chunks = _chunks(b)
+        chunks = _chunks(b, threads)
         dW = torch.empty(len(chunks), *W.shape)
         dbias = torch.empty(len(chunks), *bias.shape)
-        _run(lib.gmh_backward, chunks, lambda k, b0, b1: (
+        LIBRARY.run("gmh_backward", chunks, lambda k, b0, b1: (
             _ptr(X), _ptr(W), _ptr(bias), _ptr(E), _ptr(dV), _ptr(dS), _ptr(dX), _ptr(dW[k]), _ptr(dbias[k]),
             _ptr(dE), b0, b1, n, f, c, attn_dim, out_dim, heads, scale))
-        return dX, dW.sum(0), dbias.sum(0), dE, None, None, None, None
+        return dX, dW.sum(0), dbias.sum(0), dE, None, None, None, None, None
 
 
 def gmh(X: torch.Tensor, W: torch.Tensor, bias: torch.Tensor, E: torch.Tensor, attn_dim: int, out_dim: int,
-        heads: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        heads: int, scale: float, threads: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused multi-channel GCN (+ graph multi-head attention if ``attn_dim > 0``); see ``gmh_kernel.cpp``.
 
     X (B, N, F), W (F, C, 2*attn_dim + out_dim), bias (C, 2*attn_dim + out_dim), E (B, N(N-1)/2, C) ->
     V (B, N, C, out_dim) and S (B, N(N-1)/2, C) (last axis empty without attention). Differentiable in X, W,
-    bias and E (gradients are only computed for inputs that require them).
+    bias and E (gradients are only computed for inputs that require them); the batch split over ``threads``.
     """
-    return _GMH.apply(X, W, bias, E, attn_dim, out_dim, heads, scale)
+    return _GMH.apply(X, W, bias, E, attn_dim, out_dim, heads, scale, threads)
 
 
 class _ELU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):
-        lib = _load()
+    def forward(ctx, x, threads: int | None):
         x = _prep(x)
         y = torch.empty_like(x)
         n = x.numel()
-        _run(lib.elu_forward, _chunks(n, 1 << 16), lambda k, a, b: (_ptr(x), _ptr(y), a, b))
+        LIBRARY.run("elu_forward", _chunks(n, threads, 1 << 16), lambda k, a, b: (_ptr(x), _ptr(y), a, b))
         ctx.save_for_backward(y)
+        ctx.threads = threads
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        lib = _load()
         (y,) = ctx.saved_tensors
         dy = _prep(dy)
         dx = torch.empty_like(y)
-        _run(lib.elu_backward, _chunks(y.numel(), 1 << 16), lambda k, a, b: (_ptr(y), _ptr(dy), _ptr(dx), a, b))
-        return dx
+        LIBRARY.run("elu_backward", _chunks(y.numel(), ctx.threads, 1 << 16),
+                    lambda k, a, b: (_ptr(y), _ptr(dy), _ptr(dx), a, b))
+        return dx, None
 
 
-def elu(x: torch.Tensor) -> torch.Tensor:
+def elu(x: torch.Tensor, threads: int | None = None) -> torch.Tensor:
     """ELU (alpha = 1) with a vectorised exp; the same function as ``torch.nn.functional.elu`` to ~1e-7."""
-    return _ELU.apply(x)
+    return _ELU.apply(x, threads)
 
 
 def _ptr_array(tensors) -> ctypes.Array:
@@ -258,8 +253,7 @@ class _MLP(torch.autograd.Function):
     """GDSS's MLP (Linear, ELU, ..., Linear) on the concatenation of ``n_in`` inputs, fused per row block."""
 
     @staticmethod
-    def forward(ctx, n_in: int, *tensors):
-        lib = _load()
+    def forward(ctx, n_in: int, threads: int | None, *tensors):
         ins, params = tensors[:n_in], tensors[n_in:]
         lead = ins[0].shape[:-1]
         rows = ins[0].numel() // ins[0].shape[-1]
@@ -272,28 +266,27 @@ class _MLP(torch.autograd.Function):
         widths = (ctypes.c_int * n_in)(*[t.shape[1] for t in ins])
         y = torch.empty(rows, dims[-1])
         in_ptrs = _ptr_array(ins)
-        _run(lib.mlp_forward, _chunks(rows, 256), lambda k, a, b: (
+        LIBRARY.run("mlp_forward", _chunks(rows, threads, 256), lambda k, a, b: (
             in_ptrs, widths, n_in, _ptr(wt), _ptr(bs), dims_c, len(weights), _ptr(y), a, b))
         ctx.save_for_backward(*ins, wt, bs)
-        ctx.meta = (n_in, dims, lead)
+        ctx.meta = (n_in, dims, lead, threads)
         return y.reshape(*lead, dims[-1])
 
     @staticmethod
     def backward(ctx, dy):
-        lib = _load()
-        n_in, dims, lead = ctx.meta
+        n_in, dims, lead, threads = ctx.meta
         saved = ctx.saved_tensors
         ins, wt, bs = saved[:n_in], saved[n_in], saved[n_in + 1]
         rows = ins[0].shape[0]
         dy = _prep(dy).reshape(rows, dims[-1])
-        dins = [torch.empty_like(t) if ctx.needs_input_grad[1 + i] else None for i, t in enumerate(ins)]
-        chunks = _chunks(rows, 256)
+        dins = [torch.empty_like(t) if ctx.needs_input_grad[2 + i] else None for i, t in enumerate(ins)]
+        chunks = _chunks(rows, threads, 256)
         dwt = torch.empty(len(chunks), wt.numel())
         dbs = torch.empty(len(chunks), bs.numel())
         dims_c = (ctypes.c_int * len(dims))(*dims)
         widths = (ctypes.c_int * n_in)(*[t.shape[1] for t in ins])
         in_ptrs, din_ptrs = _ptr_array(ins), _ptr_array(dins)
-        _run(lib.mlp_backward, chunks, lambda k, a, b: (
+        LIBRARY.run("mlp_backward", chunks, lambda k, a, b: (
             in_ptrs, widths, n_in, _ptr(wt), _ptr(bs), dims_c, len(dims) - 1, _ptr(dy), din_ptrs, _ptr(dwt[k]),
             _ptr(dbs[k]), a, b))
         dwt, dbs = dwt.sum(0), dbs.sum(0)
@@ -306,15 +299,15 @@ class _MLP(torch.autograd.Function):
             wo += fin * fout
             bo += fout
         dins = [None if d is None else d.reshape(*lead, d.shape[-1]) for d in dins]
-        return (None, *dins, *grads)
+        return (None, None, *dins, *grads)
 
 
-def mlp(inputs: list[torch.Tensor], linears) -> torch.Tensor:
+def mlp(inputs: list[torch.Tensor], linears, threads: int | None = None) -> torch.Tensor:
     """GDSS's MLP (ELU between ``linears``) applied to the concatenation of ``inputs`` along the last axis."""
     params = []
     for lin in linears:
         params += [lin.weight, lin.bias]
-    return _MLP.apply(len(inputs), *inputs, *params)
+    return _MLP.apply(len(inputs), threads, *inputs, *params)
 
 
 def _mlp_spec(mlp) -> tuple[list[int], list[torch.Tensor]]:
@@ -325,9 +318,9 @@ def _mlp_spec(mlp) -> tuple[list[int], list[torch.Tensor]]:
     return [len(mlp.linears), *dims], params
 
 
-def score_a_forward(net, x: torch.Tensor, adj: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
+def score_a_forward(net, x: torch.Tensor, adj: torch.Tensor, flags: torch.Tensor,
+                    threads: int | None = None) -> torch.Tensor:
     """ScoreNetworkA's whole forward in one fused call (inference only: no autograd)."""
-    lib = _load()
     x, adj, flags = _prep(x), _prep(adj), _prep(flags)
     b, n, f0 = x.shape
     spec = [n, f0, net.c_init, len(net.layers), net.layers[0].num_heads]
@@ -345,7 +338,7 @@ def score_a_forward(net, x: torch.Tensor, adj: torch.Tensor, flags: torch.Tensor
     spec_t = torch.tensor(spec, dtype=torch.int32)
     params_t = torch.cat(params).float().contiguous()
     out = torch.empty(b, n, n)
-    _run(lib.score_a_forward, _chunks(b), lambda k, b0, b1: (
+    LIBRARY.run("score_a_forward", _chunks(b, threads), lambda k, b0, b1: (
         _ptr(spec_t), _ptr(params_t), _ptr(x), _ptr(adj), _ptr(flags), _ptr(out), b0, b1))
     return out
 
@@ -371,7 +364,7 @@ def _attend_inputs(h, s_src, s_dst, heads):
     return h, h_stride, s_src, s_dst, s_stride
 
 
-def _graphs(packed: torch.Tensor, graph_ptr: torch.Tensor, order: torch.Tensor, cells: int):
+def _graphs(packed: torch.Tensor, graph_ptr: torch.Tensor, order: torch.Tensor, cells: int, threads: int | None):
     """Packed mark rows with unit column stride (any row stride) and their row stride; int64 ``graph_ptr`` and
     ``order``; the graphs for each thread (whole 16-graph blocks of the kernel). Checks the shapes against the
     ``cells`` rows of h."""
@@ -387,46 +380,44 @@ def _graphs(packed: torch.Tensor, graph_ptr: torch.Tensor, order: torch.Tensor, 
     packed = packed.detach()
     if packed.shape[1] > 1 and packed.stride(1) != 1:
         packed = packed.contiguous()
-    chunks = [(16 * a, min(b, 16 * c)) for a, c in _chunks(-(-b // 16), 8)]
+    chunks = [(16 * a, min(b, 16 * c)) for a, c in _chunks(-(-b // 16), threads, 8)]
     return packed, packed.stride(0), graph_ptr, order.detach().long().contiguous(), chunks
 
 
 class _CANAttend(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, s_src, s_dst, marks, graph_ptr, order, heads: int, slope: float):
-        out = _attend_forward(h, s_src, s_dst, marks, graph_ptr, order, heads, slope, None)
+    def forward(ctx, h, s_src, s_dst, marks, graph_ptr, order, heads: int, slope: float, threads: int | None):
+        out = _attend_forward(h, s_src, s_dst, marks, graph_ptr, order, heads, slope, None, threads)
         ctx.save_for_backward(h, s_src, s_dst, marks, graph_ptr, order, out)
-        ctx.dims = (heads, slope)
+        ctx.dims = (heads, slope, threads)
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        lib = _load()
         h, s_src, s_dst, marks, graph_ptr, order, out = ctx.saved_tensors
-        heads, slope = ctx.dims
+        heads, slope, threads = ctx.dims
         n, hc = h.shape
         h, h_stride, s_src, s_dst, s_stride = _attend_inputs(h, s_src, s_dst, heads)
-        marks, m_stride, graph_ptr, order, chunks = _graphs(marks, graph_ptr, order, n)
+        marks, m_stride, graph_ptr, order, chunks = _graphs(marks, graph_ptr, order, n, threads)
         dout = _prep(dout)
         dh, ds_src, ds_dst = torch.empty(n, hc), torch.empty(n, heads), torch.empty(n, heads)  # every row written
-        _run(lib.can_attend_backward, chunks, lambda k, a, b: (
+        LIBRARY.run("can_attend_backward", chunks, lambda k, a, b: (
             _ptr(h), h_stride, _ptr(s_src), _ptr(s_dst), s_stride, _ptr(marks), m_stride, _ptr(graph_ptr),
             _ptr(order), _ptr(out), _ptr(dout), _ptr(dh), _ptr(ds_src), _ptr(ds_dst), a, b, heads, hc // heads,
             float(slope)))
-        return dh, ds_src, ds_dst, None, None, None, None, None
+        return dh, ds_src, ds_dst, None, None, None, None, None, None
 
 
-def _attend_forward(h, s_src, s_dst, marks, graph_ptr, order, heads, slope, out):
-    lib = _load()
+def _attend_forward(h, s_src, s_dst, marks, graph_ptr, order, heads, slope, out, threads):
     n = h.shape[0]
     h, h_stride, s_src, s_dst, s_stride = _attend_inputs(h, s_src, s_dst, heads)
-    marks, m_stride, graph_ptr, order, chunks = _graphs(marks, graph_ptr, order, n)
+    marks, m_stride, graph_ptr, order, chunks = _graphs(marks, graph_ptr, order, n, threads)
     accumulate = out is not None
     if out is None:
         out = torch.empty(n, h.shape[1])
     elif not (out.is_contiguous() and out.dtype == torch.float32 and out.shape == (n, h.shape[1])):
         raise ValueError(f"out must be a contiguous float32 tensor of shape {(n, h.shape[1])}")
-    _run(lib.can_attend_forward, chunks, lambda k, a, b: (
+    LIBRARY.run("can_attend_forward", chunks, lambda k, a, b: (
         _ptr(h), h_stride, _ptr(s_src), _ptr(s_dst), s_stride, _ptr(marks), m_stride, _ptr(graph_ptr),
         _ptr(order), _ptr(out), a, b, heads, h.shape[1] // heads, float(slope), int(accumulate)))
     return out
@@ -434,7 +425,7 @@ def _attend_forward(h, s_src, s_dst, marks, graph_ptr, order, heads, slope, out)
 
 def can_attend(h: torch.Tensor, s_src: torch.Tensor, s_dst: torch.Tensor, marks: torch.Tensor,
                graph_ptr: torch.Tensor, order: torch.Tensor, heads: int, slope: float,
-               out: torch.Tensor | None = None) -> torch.Tensor:
+               out: torch.Tensor | None = None, threads: int | None = None) -> torch.Tensor:
     """Cell-attention aggregate (E, heads * C) of ``molgen.nets.can.CANLayer``: for each target i,
     ``sum_j softmax_j(leaky_relu(s_src[j] + s_dst[i], slope)) h[j]`` per head over its neighbours j, the slots
     marked in its row of ``marks`` within its graph (bit-packed rows, ``molgen.neighbourhoods.pack_marks``). The
@@ -443,8 +434,8 @@ def can_attend(h: torch.Tensor, s_src: torch.Tensor, s_dst: torch.Tensor, marks:
     K) and vectorises across them, with one dense K x K score matrix per graph (see ``molgen.neighbourhoods``).
     h (E, heads * C), s_src and s_dst (E, heads) may be column slices of one tensor. Differentiable in h, s_src
     and s_dst when a gradient is wanted; otherwise, with ``out``, the aggregate is added to it in place (and
-    returned)."""
+    returned). The graphs are split over ``threads``."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (h, s_src, s_dst)):
-        res = _CANAttend.apply(h, s_src, s_dst, marks, graph_ptr, order, heads, slope)
+        res = _CANAttend.apply(h, s_src, s_dst, marks, graph_ptr, order, heads, slope, threads)
         return res if out is None else out + res
-    return _attend_forward(h, s_src, s_dst, marks, graph_ptr, order, heads, slope, out)
+    return _attend_forward(h, s_src, s_dst, marks, graph_ptr, order, heads, slope, out, threads)

@@ -1,0 +1,74 @@
+"""Where a run's config becomes objects: its SDEs, its score networks (by name, from ``nets.SCORE_NETWORKS``),
+its sampler (by name, ``sampling.make_sampler``), its optimisers, and the CPU threads they run on.
+
+Training (``train.Trainer``), loading a trained run (``train.load_run``), sampling (``pipeline.sample_run``)
+and the benchmarks build through these functions, so that a config field is read in one place.
+
+CPU threads (``configure_threads``): networks whose CPU work runs in the fused kernels (``kernel_bound``,
+GDSS's) split each batch over ``train.num_threads`` kernel threads while torch's own intra-op pool gets
+``train.torch_threads`` (default 1: its ops here are tiny, and OpenMP barriers cost more than they save on a
+busy machine); otherwise torch gets ``train.num_threads``. Unset, ``train.num_threads`` is torch's thread count
+when this module was imported (it follows ``OMP_NUM_THREADS``, so that jobs sharing a machine do not
+oversubscribe it).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .config import RunConfig
+from .nets import SCORE_NETWORKS, kernels
+from .nets.gdss import set_kernel_threads
+from .sampling import make_sampler
+from .sde import SDE, make_sde
+
+DEFAULT_THREADS = torch.get_num_threads()
+"""torch's thread count at import (it follows OMP_NUM_THREADS), before ``configure_threads`` changes it."""
+
+
+def build_sdes(cfg: RunConfig) -> tuple[SDE, SDE]:
+    """The forward SDEs of X and A (``sde.x``, ``sde.adj``)."""
+    s = cfg.sde
+    return (make_sde(s.x.type, s.x.beta_min, s.x.beta_max, s.x.num_scales),
+            make_sde(s.adj.type, s.adj.beta_min, s.adj.beta_max, s.adj.num_scales))
+
+
+def build_nets(cfg: RunConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The score networks named by ``model.x`` and ``model.adj``, freshly initialised (X's first)."""
+    return SCORE_NETWORKS[cfg.model.x].from_config(cfg), SCORE_NETWORKS[cfg.model.adj].from_config(cfg)
+
+
+def build_sampler(cfg: RunConfig, sde_x: SDE, sde_a: SDE, num_steps: int | None = None):
+    """The sampler of the ``sampler`` section on ``num_steps`` time steps (default: the SDE's ``num_scales``)."""
+    s = cfg.sampler
+    return make_sampler(sde_x, sde_a, predictor=s.predictor, corrector=s.corrector, snr=s.snr,
+                        scale_eps=s.scale_eps, n_steps=s.n_steps, probability_flow=s.probability_flow,
+                        denoise=s.noise_removal, eps=s.eps, num_steps=num_steps)
+
+
+def build_optimizer(net: torch.nn.Module, cfg: RunConfig) -> torch.optim.Adam:
+    """GDSS's Adam (lr, weight decay as L2 in the gradient); the fused implementation (one kernel for all
+    parameters, the same update) on CPU and CUDA."""
+    dev = next(net.parameters()).device.type
+    return torch.optim.Adam(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                            fused=dev in ("cpu", "cuda"))
+
+
+def configure_threads(cfg: RunConfig, device: torch.device, nets: Sequence[torch.nn.Module]) -> None:
+    """Give ``nets`` and torch the CPU threads of ``cfg`` (see the module docstring) and flush denormals to
+    zero in torch's ops (trained GDSS weights produce denormals, whose slow path made a step three times
+    slower). Nothing on a GPU."""
+    if device.type != "cpu":
+        return
+    torch.set_flush_denormal(True)
+    n = cfg.train.num_threads or DEFAULT_THREADS
+    if kernels.available() and all(getattr(net, "kernel_bound", False) for net in nets):
+        for net in nets:
+            set_kernel_threads(net, n)
+        if cfg.train.torch_threads:
+            torch.set_num_threads(cfg.train.torch_threads)
+    else:
+        for net in nets:
+            set_kernel_threads(net, None)
+        torch.set_num_threads(n)
