@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
@@ -97,12 +98,16 @@ def derivative_peer(stoich, data, kind: str) -> dict:
 
 
 def ours(stoich, data, estimator: str, workdir: Path) -> dict:
+    """One of our estimators through ``fit_data``. The GNN's variants share one training per data set (the
+    work directory is the base estimator's): a checkpoint left there by an earlier fit is resumed, and its
+    training CPU seconds (cumulative over the processes that made it) are added to this call's, so that
+    ``cpu_seconds`` is always the whole fit's cost (``cpu_whole``)."""
     base, _, refine = estimator.partition("+")
-    overrides = [f"estimator={base}"] + (["refine.enabled=true"] if refine else []) \
-        + (["refine.functions=true"] if refine == "refine-functions" else [])
-    # a fit resumed from a checkpoint did part of its work in an earlier process: its accuracy stands, its
-    # seconds here do not, and the speed comparison leaves it out
-    resumed = (workdir / "checkpoint.pt").exists()
+    overrides = [f"estimator={base}", f"refine.enabled={'true' if refine else 'false'}",
+                 f"refine.functions={'true' if refine == 'refine-functions' else 'false'}"]
+    checkpoint = workdir / "checkpoint.pt"
+    prior = float(torch.load(checkpoint, weights_only=False).get("cpu_seconds", np.nan)) if checkpoint.exists() \
+        else 0.0
     t0, c0 = time.perf_counter(), time.process_time()
     res = fit_data(stoich, data, load_fit_config(overrides=overrides), out=workdir, progress=False)
     I = res.intervals
@@ -110,12 +115,12 @@ def ours(stoich, data, estimator: str, workdir: Path) -> dict:
     extra = {}
     if refine:
         r = res.report["refine"]
-        extra = {"refine_seconds": r["seconds"], "refine_iterations": r["iterations"],
+        extra = {"refine_seconds": r["seconds"], "refine_iterations": r["iterations"], "segment": r["segment_length"],
                  "rmse_log_start": r["rmse_log_start"], "rmse_log_end": r["rmse_log_end"]}
     return {**extra, "k": res.k, "flagged": I.flagged, "lo": I.lo, "hi": I.hi, "seconds": time.perf_counter() - t0,
-            "cpu_seconds": time.process_time() - c0, "training_seconds": training["seconds"],
-            "training_cpu_seconds": training["cpu_seconds"], "resumed": resumed,
-            "window": res.report["objective"]["window"]}
+            "cpu_seconds": time.process_time() - c0 + prior, "cpu_whole": bool(np.isfinite(prior)),
+            "training_seconds": training["seconds"], "training_cpu_seconds": training["cpu_seconds"],
+            "resumed": checkpoint.exists() and prior > 0, "window": res.report["objective"]["window"]}
 
 
 def write_problem(directory: Path, net, data, noise: float) -> list[str]:
@@ -176,6 +181,12 @@ def conditions(networks, seeds, estimators, noises=NOISES, dts=DTS) -> list[dict
     return out
 
 
+def save_rows(path: Path, benchmark: str, rows: list[dict]) -> None:
+    """The rows so far, with the machine and thread count, atomically (a killed benchmark resumes from them)."""
+    write_json(path, {"benchmark": benchmark, "device": device_name("cpu"),
+                      "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0), "rows": rows})
+
+
 def key(row: dict) -> tuple:
     return row["network"], row["seed"], row["dt"], row["noise"], row["estimator"]
 
@@ -211,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                                            seed=cond["seed"]))
         net, pb = cache[ck]
         est = cond["estimator"]
-        work = args.work / "-".join(str(v) for v in key(cond))
+        work = args.work / "-".join(str(v) for v in key({**cond, "estimator": est.partition("+")[0]}))
         try:
             if est in ("fd-ls", "spline-ls"):
                 got = derivative_peer(net, pb.data, est)
@@ -226,8 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         row.update({"n_metabolites": net.n_metabolites, "n_experiments": DESIGN[cond["network"]]["n_experiments"],
                     "t_end": DESIGN[cond["network"]]["t_end"], "commit": git_commit(short=True)})
         rows.append(row)
-        write_json(args.out, {"benchmark": "metabolism_measurements", "device": device_name("cpu"),
-                              "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0), "rows": rows})
+        save_rows(args.out, "metabolism_measurements", rows)
         r2 = row.get("r2_determined")
         print(f"{cond['network']:12s} seed {cond['seed']} dt {cond['dt']:<4} noise {cond['noise']:<5} {est:12s} "
               f"R2det {r2 if r2 is None else round(r2, 4)} flagged {row.get('flagged')} "

@@ -168,25 +168,28 @@ class UncertaintyConfig(_Section):
 
 
 class RefineConfig(_Section):
-    """Trajectory matching after the integral objective (``metabolism.trajectory``): slower, and more
-    accurate where noise biases the integral objective; its intervals come from its own curvature."""
+    """Trajectory matching after the integral objective (``metabolism.trajectory``), on by default: more
+    accurate where noise biases the integral objective, and its intervals (from its own curvature) cover the
+    true k where the bootstrap's, blind to the GNN's misfit, did not; about the cost of training again."""
 
-    enabled: bool = Field(False, description="refine k by multiple shooting on the measured concentrations")
-    segment: PositiveInt = Field(
-        20, description="sample intervals per shooting segment: each segment's initial state is free, so a "
-        "segment of L intervals gives L of its L + 1 samples to the parameters; 20 keeps 95% of the data "
-        "and keeps a segment short against the time scales of the benchmark's networks (2.6-7)")
+    enabled: bool = Field(True, description="refine k by multiple shooting on the measured concentrations")
+    segment: PositiveInt | Literal["auto"] = Field(
+        "auto", description="sample intervals per shooting segment (each segment's initial state is free); "
+        "auto: four times the data's time scale (fit.resolve_segment, where the benchmark behind it is)")
     iterations: PositiveInt = Field(20, description="Levenberg-Marquardt iterations at most (5-7 sufficed on "
                                     "E. coli core)")
     safety: float = Field(0.5, gt=0, le=2.78, description="RK4 step times the largest |eigenvalue| of the "
                           "Jacobian (2.78: the stability bound; smaller for accuracy)")
-    functions: bool = Field(False, description="GNN only: also correct its learned functions (alpha + beta c "
+    functions: bool = Field(True, description="GNN only: also correct its learned functions (alpha + beta c "
                             "on each node term, a smooth factor on each substrate function) instead of holding "
                             "them; as many parameters as the mass-action model, so the same cost")
     knots: int = Field(8, ge=4, le=64, description="knots in log c of each substrate function's correction")
     function_ridge: float = Field(1e-4, ge=0, description="weight w of the penalty w theta^2 on the substrate "
                                   "corrections' knots (a prior of sd sigma / sqrt(w): about 1 in log at 1% noise), "
                                   "so that a knot no sample constrains stays at 0")
+    max_memory_gb: float = Field(8.0, gt=0, description="skip the refinement (and say so in the report) when "
+                                 "its Jacobian would hold more than this (trajectory.memory_bytes: quadratic in "
+                                 "the network's size; E. coli core about 0.1 GB, genome scale out of reach)")
 
 
 def _fit_training() -> "TrainingConfig":

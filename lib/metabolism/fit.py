@@ -90,7 +90,7 @@ def time_scale(data: Measurements, smoothing: str | float = "auto", log: bool = 
     return float(np.median(taus)) if taus.size else float("inf")
 
 
-def resolve_window(cfg: FitConfig, data: Measurements) -> int:
+def resolve_window(cfg: FitConfig, data: Measurements, tau: float | None = None) -> int:
     """The window in sample intervals: the configured one, or ``auto``: twice the data's time scale
     (``time_scale``), within 4 sample intervals and a quarter of the shortest experiment.
 
@@ -100,10 +100,34 @@ def resolve_window(cfg: FitConfig, data: Measurements) -> int:
     every 1.0 (R^2 0.47 there against 0.72 at 8)."""
     if cfg.weakform.window != "auto":
         return int(cfg.weakform.window)
-    dt = float(np.median(np.concatenate([np.diff(e.t) for e in data.experiments])))
-    tau = time_scale(data, cfg.weakform.smoothing, cfg.weakform.log)
+    tau = time_scale(data, cfg.weakform.smoothing, cfg.weakform.log) if tau is None else tau
     shortest = min(e.t.size for e in data.experiments) - 1
-    return int(np.clip(round(2.0 * tau / dt), 4, max(4, shortest // 4)))
+    return int(np.clip(round(2.0 * tau / _median_dt(data)), 4, max(4, shortest // 4)))
+
+
+SEGMENT_TIME_SCALES = 4.0
+"""An automatic shooting segment spans this many of the data's time scales (``resolve_segment``)."""
+
+
+def resolve_segment(cfg: FitConfig, data: Measurements, tau: float | None = None) -> int:
+    """Sample intervals per shooting segment of the refinement: the configured number, or ``auto``:
+    ``SEGMENT_TIME_SCALES`` times the data's time scale, at least 4 intervals and at most the longest experiment.
+
+    Why: a longer segment sees more of the dynamics that k shapes and spends fewer samples and parameters on
+    free starts, until its trajectory can no longer follow the data from one start. On the benchmark's data
+    (``benchmarks/metabolism_refine_segments.py``, mass-action refined at 5% noise, sampled every 0.1) R^2 of
+    log10 k rose from 0.955 (20 intervals, 2 time units) to 0.991 (100) on E. coli core (time scale 6-7);
+    on the oscillatory regime (time scale 2.6) from 0.995 (20) to 0.9997 (100, 10 time units) and fell to 0.96
+    at 300 (30 time units, the iterations exhausted: a small error in k shifts the phase)."""
+    if cfg.refine.segment != "auto":
+        return int(cfg.refine.segment)
+    tau = time_scale(data, cfg.weakform.smoothing, cfg.weakform.log) if tau is None else tau
+    longest = max(e.t.size for e in data.experiments) - 1
+    return int(np.clip(round(SEGMENT_TIME_SCALES * tau / _median_dt(data)), 4, max(4, longest)))
+
+
+def _median_dt(data: Measurements) -> float:
+    return float(np.median(np.concatenate([np.diff(e.t) for e in data.experiments])))
 
 
 def _build(cfg: FitConfig, data: Measurements, window: int) -> wfm.WeakForm:
@@ -201,7 +225,10 @@ def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = 
     require_observed(data, stoich.reactions, stoich.R)
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
-    window = resolve_window(cfg, data)
+    tau = time_scale(data, cfg.weakform.smoothing, cfg.weakform.log) \
+        if "auto" in (cfg.weakform.window, cfg.refine.segment) else None
+    window = resolve_window(cfg, data, tau)
+    segment = resolve_segment(cfg, data, tau)
     wf = _build(cfg, data, window)
     timing["objective"] = time.perf_counter() - t0
     device = get_device(cfg.device)
@@ -245,9 +272,10 @@ def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = 
         functions = learned_functions(model, wf)
     timing["fit"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    refinement = None
-    if cfg.refine.enabled:
-        refinement, k_report, intervals, functions = _refine(stoich, data, cfg, k, functions, vif, model, tables)
+    refinement, skipped = None, refine_skipped(stoich, data, cfg, segment)
+    if cfg.refine.enabled and skipped is None:
+        refinement, k_report, intervals, functions = _refine(stoich, data, cfg, segment, k, functions, vif, model,
+                                                             tables)
         method = refinement["intervals"]
     elif uc.bootstrap > 1:
         boot_digest = f"{cfg.digest()}-{_data_digest(stoich, data)}"
@@ -276,7 +304,7 @@ def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = 
         "training": {"steps": len(log) and log[-1]["step"], "final_loss": log[-1]["loss"] if log else None,
                      "seconds": log[-1]["seconds"] if log else None,
                      "cpu_seconds": log[-1].get("cpu_seconds") if log else None},
-        "refine": refinement or {"enabled": False},
+        "refine": refinement or {"enabled": False, **({"skipped": skipped} if cfg.refine.enabled else {})},
         "timing": timing,
         "device": device_name(device),
         "commit": git_commit(short=True),
@@ -289,9 +317,32 @@ def fit_data(stoich: Stoichiometry, data: Measurements, cfg: FitConfig | None = 
     return result
 
 
-def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, k: np.ndarray, functions: dict,
-            vif: np.ndarray, model: MetabolismGNN | None, tables: Tables | None) -> tuple[dict, np.ndarray,
-                                                                                         unc.Intervals, dict]:
+def refined_parameters(stoich: Stoichiometry, cfg: FitConfig, orders: int) -> tuple[list[str], int]:
+    """The parameters the refinement fits and how many there are (``orders``: the GNN's substrate orders)."""
+    n, m = stoich.n_metabolites, stoich.n_reactions
+    if cfg.estimator == "mass-action":
+        return ["log_k", "alpha", "beta"], m + 2 * n
+    if cfg.refine.functions:
+        return ["log_k", "alpha", "beta", "sub_correction"], m + 2 * n + orders * cfg.refine.knots
+    return ["log_k"], m
+
+
+def refine_skipped(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: int) -> str | None:
+    """Why the configured refinement is not run (its memory beyond ``refine.max_memory_gb``), or None."""
+    if not cfg.refine.enabled:
+        return None
+    orders = len(np.unique(stoich.R[stoich.R > 0]))
+    need = tj.memory_bytes(data, segment, refined_parameters(stoich, cfg, orders)[1]) / 1e9
+    if need <= cfg.refine.max_memory_gb:
+        return None
+    return (f"the trajectory refinement would hold {need:,.1f} GB (refine.max_memory_gb = "
+            f"{cfg.refine.max_memory_gb:g}); the integral fit's k is reported with "
+            + ("bootstrap" if cfg.uncertainty.bootstrap > 1 else "sandwich") + " intervals")
+
+
+def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: int, k: np.ndarray,
+            functions: dict, vif: np.ndarray, model: MetabolismGNN | None,
+            tables: Tables | None) -> tuple[dict, np.ndarray, unc.Intervals, dict]:
     """Trajectory matching from the integral fit (``trajectory``): for the mass-action estimator its k and
     node term, for the GNN its k with the learned functions read from their ``tables``, held or (with
     ``refine.functions``) corrected; intervals from the curvature.
@@ -303,15 +354,14 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, k: np.nda
     low = start <= max(K_FLOOR, cfg.training.k_floor) * (1 + 1e-9)
     if low.any() and (~low).any():
         start[low] = np.exp(np.log(start[~low]).mean())
+    names = refined_parameters(stoich, cfg, 0)[0]
     if model is None:
         rhs = tj.MassActionODE(stoich, start, functions["alpha"], functions["beta"])
-        names = ["log_k", "alpha", "beta"]
     else:
         rhs = tj.TabulatedGNN(tables, stoich, np.log(start), functions=rc.functions, knots=rc.knots)
-        names = ["log_k", "alpha", "beta", "sub_correction"] if rc.functions else ["log_k"]
     trajectories = wfm.smooth(data, cfg.weakform.smoothing, cfg.weakform.log)
     init = np.concatenate([tr(e.t) for tr, e in zip(trajectories, data.experiments)])
-    ref = tj.refine(rhs, data, init, rc.segment, names, iterations=rc.iterations, safety=rc.safety,
+    ref = tj.refine(rhs, data, init, segment, names, iterations=rc.iterations, safety=rc.safety,
                     ridge={"sub_correction": rc.function_ridge})
     if model is not None:
         with torch.no_grad():

@@ -324,6 +324,16 @@ def segments(data: Measurements, length: int) -> Segments:
                     mask=torch.as_tensor(np.array(masks)), experiment=np.array(exps), start=np.array(starts))
 
 
+def memory_bytes(data: Measurements, segment: int, n_parameters: int) -> int:
+    """What one Levenberg-Marquardt iteration holds at most (float64): the residuals' Jacobian (B, R, p + n)
+    and the segments' normal blocks (B, p + n, p + n). Quadratic in the network's size: a genome-scale
+    network is out of reach (iJO1366: about 10^12 bytes), E. coli core needs about 10^8."""
+    n = len(data.metabolite_ids)
+    B = sum(math.ceil((e.t.size - 1) / segment) for e in data.experiments)
+    P = n_parameters + n
+    return 8 * B * P * ((segment + 1) * n + P)
+
+
 def stable_step(rhs: Callable[[torch.Tensor], torch.Tensor], states: torch.Tensor, safety: float = 2.0,
                 probes: int = 8) -> float:
     """The largest RK4 step that is stable at the given states: safety / max |eigenvalue| of the Jacobian,

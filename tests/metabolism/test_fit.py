@@ -19,7 +19,7 @@ from metabolism.synthetic import draw_kinetics, make_problem
 
 TOY = Path(__file__).parent / "fixtures" / "toy_network.csv"
 FAST = ["training.steps=1000", "model.hidden=16", "uncertainty.bootstrap=8",
-        "uncertainty.refit_steps=0"]
+        "uncertainty.refit_steps=0", "refine.enabled=false"]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,8 @@ def test_mass_action_fit_writes_its_outputs_keyed_by_the_networks_ids(problem, t
     data = tmp_path / "series.csv"
     write_measurements(data, pb.data)
     out = tmp_path / "fit"
-    res = fit(TOY, data, out, overrides=["estimator=mass-action", "uncertainty.bootstrap=10"], progress=False)
+    res = fit(TOY, data, out, overrides=["estimator=mass-action", "uncertainty.bootstrap=10", "refine.enabled=false"],
+              progress=False)
     with open(out / "rate_constants.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["reaction"] for r in rows] == list(stoich.reactions)
@@ -69,7 +70,7 @@ def test_mass_action_fit_writes_its_outputs_keyed_by_the_networks_ids(problem, t
 def test_a_killed_fit_resumes_to_the_same_result(problem, tmp_path, monkeypatch):
     stoich, _, _, pb = problem
     cfg = load_fit_config(overrides=["training.steps=40", "training.lbfgs_steps=5", "training.checkpoint_every=10",
-                                     "model.hidden=8", "uncertainty.bootstrap=0"])
+                                     "model.hidden=8", "uncertainty.bootstrap=0", "refine.enabled=false"])
     whole = fit_data(stoich, pb.data, cfg, out=tmp_path / "whole", progress=False)
     calls = {"n": 0}
     original = torch.optim.AdamW.step
@@ -111,3 +112,16 @@ def test_command_line_fit_and_its_errors(problem, tmp_path, capsys):
     code = main(["fit", "--network", str(TOY), "--data", str(data), "--out", str(tmp_path / "x"),
                  "--set", "weakform.windw=3", "--quiet"])
     assert code == 2 and "weakform.windw: unknown key" in capsys.readouterr().err
+
+
+def test_the_default_fit_refines_on_segments_of_four_time_scales(problem):
+    from metabolism.fit import resolve_segment, time_scale
+
+    _, _, _, pb = problem
+    cfg = load_fit_config()
+    assert cfg.refine.enabled and cfg.refine.functions and cfg.refine.segment == "auto"
+    tau = time_scale(pb.data)
+    assert resolve_segment(cfg, pb.data, tau) == round(4 * tau / 0.1)
+    assert resolve_segment(cfg, pb.data, 1e6) == pb.data.experiments[0].t.size - 1  # at most one experiment
+    assert resolve_segment(cfg, pb.data, 1e-6) == 4
+    assert resolve_segment(load_fit_config(overrides=["refine.segment=7"]), pb.data, tau) == 7

@@ -202,7 +202,7 @@ def test_a_refinement_that_cannot_improve_leaves_the_parameters_alone(toy, monke
 def test_refined_mass_action_fit_lowers_the_trajectory_misfit_and_its_intervals_cover_the_truth(toy, tmp_path):
     net, pb = toy
     base = ["estimator=mass-action", "uncertainty.bootstrap=0"]
-    weak = fit_data(net, pb.data, load_fit_config(overrides=base), progress=False)
+    weak = fit_data(net, pb.data, load_fit_config(overrides=base + ["refine.enabled=false"]), progress=False)
     refined = fit_data(net, pb.data, load_fit_config(overrides=base + ["refine.enabled=true"]), out=tmp_path,
                        progress=False)
     r = refined.report["refine"]
@@ -223,17 +223,32 @@ def test_refined_mass_action_fit_lowers_the_trajectory_misfit_and_its_intervals_
 def test_refined_gnn_fit_holds_its_functions_and_refines_k(toy):
     net, pb = toy
     fast = ["training.steps=300", "training.lbfgs_steps=10", "model.hidden=16", "uncertainty.bootstrap=0"]
-    plain = fit_data(net, pb.data, load_fit_config(overrides=fast), progress=False)
-    refined = fit_data(net, pb.data, load_fit_config(overrides=fast + ["refine.enabled=true"]), progress=False)
+    plain = fit_data(net, pb.data, load_fit_config(overrides=fast + ["refine.enabled=false"]), progress=False)
+    refined = fit_data(net, pb.data, load_fit_config(overrides=fast + ["refine.functions=false"]), progress=False)
     np.testing.assert_allclose(refined.functions["substrate"], plain.functions["substrate"], rtol=1e-10)
     r = refined.report["refine"]
     assert r["parameters"] == ["log_k"] and r["rmse_log_end"] <= r["rmse_log_start"]
     np.testing.assert_allclose(refined.model.k.detach().numpy(), refined.k, rtol=1e-12)
     assert not np.allclose(refined.k, plain.k)
-    joint = fit_data(net, pb.data, load_fit_config(overrides=fast + ["refine.enabled=true", "refine.functions=true"]),
-                     progress=False)
+    joint = fit_data(net, pb.data, load_fit_config(overrides=fast), progress=False)  # the default: functions too
     r = joint.report["refine"]
     assert r["parameters"] == ["log_k", "alpha", "beta", "sub_correction"]
     assert r["rmse_log_end"] <= refined.report["refine"]["rmse_log_end"] * 1.001
     assert not np.allclose(joint.functions["node"], plain.functions["node"])
     assert np.isfinite(joint.intervals.lo).all()
+
+
+def test_a_refinement_beyond_its_memory_budget_is_skipped_and_said(toy):
+    net, pb = toy
+    need = tj.memory_bytes(pb.data, 10, net.n_reactions + 2 * net.n_metabolites)
+    seg = tj.segments(pb.data, 10)
+    P = net.n_reactions + 3 * net.n_metabolites
+    assert need == 8 * seg.n_segments * P * (11 * net.n_metabolites + P)
+    over = ["estimator=mass-action", "uncertainty.bootstrap=0", "refine.enabled=true", "refine.segment=10"]
+    small = fit_data(net, pb.data, load_fit_config(overrides=over + [f"refine.max_memory_gb={0.5 * need / 1e9}"]),
+                     progress=False)
+    assert not small.report["refine"]["enabled"] and "refine.max_memory_gb" in small.report["refine"]["skipped"]
+    assert small.report["intervals"]["method"] == "cluster-robust sandwich"
+    enough = fit_data(net, pb.data, load_fit_config(overrides=over + [f"refine.max_memory_gb={2 * need / 1e9}"]),
+                      progress=False)
+    assert enough.report["refine"]["enabled"]
