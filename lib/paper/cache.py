@@ -3,7 +3,9 @@
 The key of a notebook under a profile is the SHA-256 of:
   - its cells (type, source and tags; never outputs, execution counts or ids),
   - the profile name and the notebook's parameters for it,
-  - every .py/.yaml/.yml file of the lib/ packages it imports, closed over imports between lib/ packages,
+  - every lib/ module it imports, closed over the imports between lib/ modules (absolute and relative; a
+    module's parent packages' ``__init__.py`` too), and the .yaml/.yml files of the packages involved
+    (package data: regimes, configs), so that editing one module re-executes only the notebooks that reach it,
   - the keys of the notebooks it declares as dependencies,
   - the contents of the committed files it declares as inputs (metadata ``paper.inputs``), if any.
 The manifest next to the executed notebooks records the key and its parts, so a rerun can say what changed.
@@ -15,80 +17,97 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from common.io import write_json
 
 from .notebooks import Notebook
 
-SCHEME = 1
-"""Version of the key layout; bumping it invalidates every cached execution."""
+SCHEME = 2
+"""Version of the key layout; bumping it invalidates every cached execution (2: lib/ by module, not package)."""
 
-SOURCE_SUFFIXES = (".py", ".yaml", ".yml")
-_IMPORT_RE = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
+DATA_SUFFIXES = (".yaml", ".yml")
+_MAGIC = re.compile(r"^\s*[%!].*$", re.MULTILINE)
 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def lib_packages(lib_dir: str | Path) -> set[str]:
-    """Top-level packages in `lib_dir`: directories with an identifier name holding Python files."""
-    lib_dir = Path(lib_dir)
-    if not lib_dir.is_dir():
-        return set()
-    return {p.name for p in lib_dir.iterdir()
-            if p.is_dir() and p.name.isidentifier() and any(p.rglob("*.py"))}
+def _parse(source: str) -> ast.Module | None:
+    """``source`` as Python, IPython magics and shell escapes blanked; None if it still does not parse."""
+    for text in (source, _MAGIC.sub("", source)):
+        try:
+            return ast.parse(text)
+        except SyntaxError:
+            continue
+    return None
 
 
-def imported_modules(source: str) -> set[str]:
-    """Top-level names of modules imported by `source` (absolute imports only).
-
-    Parsed with ast; lines that do not parse (IPython magics, shell escapes) fall back to a regex.
-    """
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return set(_IMPORT_RE.findall(source))
+def imported_names(source: str, package: str | None = None) -> set[str]:
+    """Dotted names that ``source`` may import: ``import a.b`` gives a.b; ``from a import b`` gives a and a.b
+    (b may be a submodule or an attribute). Relative imports resolve against ``package`` (the dotted package
+    the source lives in) and are skipped without one."""
+    tree = _parse(source)
     names: set[str] = set()
+    if tree is None:
+        return names
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if package is None:
+                    continue
+                parts = package.split(".")
+                if node.level - 1 > len(parts) - 1:
+                    continue
+                base = ".".join(parts[:len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    return {n for n in names if n}
 
 
-def _package_files(package_dir: Path) -> list[Path]:
-    return sorted(p for p in package_dir.rglob("*")
-                  if p.is_file() and p.suffix in SOURCE_SUFFIXES and "__pycache__" not in p.parts)
+def _module_file(lib_dir: Path, dotted: str) -> Path | None:
+    base = lib_dir.joinpath(*dotted.split("."))
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
 
 
-def package_closure(sources: list[str], lib_dir: str | Path) -> set[str]:
-    """lib/ packages imported by `sources`, plus those the imported packages import themselves."""
+def _package_of(lib_dir: Path, path: Path) -> str:
+    return ".".join(path.relative_to(lib_dir).with_suffix("").parts[:-1])
+
+
+def module_closure(sources: Iterable[str], lib_dir: str | Path) -> list[Path]:
+    """The lib/ files that ``sources`` execute when run: the modules they import, every parent package's
+    ``__init__.py``, closed over the imports of those files; plus the data files (.yaml/.yml) of each top-level
+    package reached. Sorted; imports of anything outside lib/ are ignored."""
     lib_dir = Path(lib_dir)
-    known = lib_packages(lib_dir)
-    found: set[str] = set()
-    todo = [m for s in sources for m in imported_modules(s) if m in known]
+    found: set[Path] = set()
+    todo = [name for s in sources for name in imported_names(s)]
     while todo:
-        pkg = todo.pop()
-        if pkg in found:
-            continue
-        found.add(pkg)
-        for f in _package_files(lib_dir / pkg):
-            if f.suffix == ".py":
-                todo.extend(m for m in imported_modules(f.read_text(encoding="utf-8")) if m in known)
-    return found
+        dotted = todo.pop()
+        parts = dotted.split(".")
+        for i in range(1, len(parts) + 1):
+            f = _module_file(lib_dir, ".".join(parts[:i]))
+            if f is None or f in found:
+                continue
+            found.add(f)
+            todo.extend(imported_names(f.read_text(encoding="utf-8"), _package_of(lib_dir, f)))
+    tops = {f.relative_to(lib_dir).parts[0] for f in found if len(f.relative_to(lib_dir).parts) > 1}
+    data = {f for t in tops for f in (lib_dir / t).rglob("*")
+            if f.is_file() and f.suffix in DATA_SUFFIXES and "__pycache__" not in f.parts}
+    return sorted(found | data)
 
 
-def package_digest(package_dir: str | Path) -> str:
-    """Hash of the relative paths and bytes of every .py/.yaml/.yml file under `package_dir`."""
-    package_dir = Path(package_dir)
-    h = hashlib.sha256()
-    for f in _package_files(package_dir):
-        h.update(f.relative_to(package_dir).as_posix().encode() + b"\0")
-        h.update(f.read_bytes() + b"\0")
-    return h.hexdigest()
+def lib_digests(files: Iterable[Path], lib_dir: str | Path) -> dict[str, str]:
+    """SHA-256 of each lib/ file, by its path relative to ``lib_dir``."""
+    return {f.relative_to(lib_dir).as_posix(): _sha(f.read_bytes()) for f in files}
 
 
 def notebook_digest(nb: Notebook) -> str:
@@ -110,13 +129,12 @@ def key_parts(nb: Notebook, profile: str, params: dict[str, Any], lib_dir: str |
     """The named ingredients of a notebook's cache key (see the module docstring); declared input files
     (``nb.inputs`` with ``params`` filled in, relative to ``root``, default the parent of ``lib_dir``) only
     when it declares any."""
-    packages = package_closure(nb.code(), lib_dir)
     parts = {
         "scheme": SCHEME,
         "notebook": notebook_digest(nb),
         "profile": profile,
         "parameters": _sha(json.dumps(params, sort_keys=True).encode()),
-        "packages": {p: package_digest(Path(lib_dir) / p) for p in sorted(packages)},
+        "lib": lib_digests(module_closure(nb.code(), lib_dir), lib_dir),
         "depends": dict(sorted(dependency_keys.items())),
     }
     if nb.inputs:
@@ -135,17 +153,18 @@ def explain_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
         return "no previous execution recorded"
     reasons = []
     if old.get("scheme") != new["scheme"]:
-        reasons.append("cache scheme changed")
+        return "cache scheme changed"
     if old.get("notebook") != new["notebook"]:
         reasons.append("notebook cells changed")
     if old.get("profile") != new["profile"]:
         reasons.append("profile changed")
     if old.get("parameters") != new["parameters"]:
         reasons.append("parameters changed")
-    old_pkgs, new_pkgs = old.get("packages", {}), new["packages"]
-    changed = sorted(p for p in set(old_pkgs) | set(new_pkgs) if old_pkgs.get(p) != new_pkgs.get(p))
+    old_lib, new_lib = old.get("lib", {}), new["lib"]
+    changed = sorted(p for p in set(old_lib) | set(new_lib) if old_lib.get(p) != new_lib.get(p))
     if changed:
-        reasons.append("lib code changed (" + ", ".join(changed) + ")")
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        reasons.append(f"lib code changed ({shown})")
     if old.get("depends") != new["depends"]:
         reasons.append("a dependency was re-executed")
     if old.get("inputs") != new.get("inputs"):

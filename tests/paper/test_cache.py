@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from paper.cache import imported_modules, package_closure
+from paper.cache import imported_names, module_closure
 from paper.notebooks import Notebook, NotebookError, discover, execution_order
 from paper.params import ParamsError, load_profile
 from paper.runner import Project, build, plan
@@ -18,17 +18,23 @@ def _stale(project: Project) -> dict[str, str]:
     return {s.stem: s.reason for s in plan(project, "default").steps if not s.up_to_date}
 
 
-def test_imported_modules_handles_magics_and_from_imports():
+def test_imported_names_handle_magics_from_and_relative_imports():
     src = "%matplotlib inline\nimport numpy as np\nfrom metabolism.config import load_config\n"
-    assert imported_modules(src) == {"numpy", "metabolism"}
-    assert imported_modules("import a.b, c\nfrom .x import y\nfrom d import e") == {"a", "c", "d"}
+    assert imported_names(src) == {"numpy", "metabolism.config", "metabolism.config.load_config"}
+    assert imported_names("import a.b, c\nfrom .x import y\nfrom d import e") == {"a.b", "c", "d", "d.e"}
+    assert imported_names("from .x import y\nfrom .. import z", package="p.q") == {"p.q.x", "p.q.x.y", "p", "p.z"}
 
 
-def test_package_closure_follows_imports_between_lib_packages(tmp_path: Path):
-    for name, body in {"a": "from b import f\n", "b": "import os\n", "c": ""}.items():
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "__init__.py").write_text(body)
-    assert package_closure(["import a", "import numpy"], tmp_path) == {"a", "b"}
+def test_the_closure_follows_modules_not_packages(tmp_path: Path):
+    files = {"a/__init__.py": "", "a/used.py": "from .helper import f\nimport b.inner\n", "a/helper.py": "",
+             "a/unused.py": "import c\n", "a/regime.yaml": "x: 1\n", "b/__init__.py": "", "b/inner.py": "",
+             "c/__init__.py": ""}
+    for name, body in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(body)
+    got = {f.relative_to(tmp_path).as_posix() for f in module_closure(["from a import used", "import numpy"],
+                                                                       tmp_path)}
+    assert got == {"a/__init__.py", "a/used.py", "a/helper.py", "a/regime.yaml", "b/__init__.py", "b/inner.py"}
 
 
 def test_key_ignores_outputs_and_cell_ids(tiny_project: Project):
@@ -65,7 +71,7 @@ def test_cache_reruns_only_when_parameters_or_imported_lib_code_change(tiny_proj
     assert json.loads((store / "results" / "tiny.json").read_text())["value"] == 10
 
     (tiny_project.lib_dir / "tinypkg" / "__init__.py").write_text("def value():\n    return 7\n")
-    assert "lib code changed (tinypkg)" in _stale(tiny_project)["tiny"]
+    assert "lib code changed (tinypkg/__init__.py)" in _stale(tiny_project)["tiny"]
     assert build(tiny_project, progress_bar=False, log=log.append)["tiny"].status == "executed"
     assert json.loads((store / "results" / "tiny.json").read_text())["value"] == 35
 
