@@ -366,13 +366,18 @@ def example_table(ex: dict) -> pd.DataFrame:
 
 
 def example_figure(ex: dict):
-    """Learned against true log10 k with the 95% intervals, one panel per estimator."""
+    """Learned against true log10 k with the 95% intervals, one panel per estimator, two panels a row (so that
+    the figure fits the text column at its own size)."""
     import matplotlib.pyplot as plt
 
     fits = ex["fits"]
-    fig, axes = plt.subplots(1, len(fits), figsize=(2.7 * len(fits), 2.7), sharex=True, sharey=True)
+    cols = min(2, len(fits))
+    rows = -(-len(fits) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.7 * cols, 2.5 * rows), sharex=True, sharey=True, squeeze=False)
     lt = np.log10(ex["k_true"])
-    for ax, (est, f) in zip(np.atleast_1d(axes), fits.items()):
+    for ax in axes.flat[len(fits):]:
+        ax.set_visible(False)
+    for i, (ax, (est, f)) in enumerate(zip(axes.flat, fits.items())):
         ll = np.log10(f["k"])
         lo, hi = np.log10(np.maximum(f["lo"], 1e-12)), np.log10(np.maximum(f["hi"], 1e-12))
         det = ~f["flagged"]
@@ -384,10 +389,12 @@ def example_figure(ex: dict):
         span = [lt.min() - 0.2, lt.max() + 0.2]
         ax.plot(span, span, "k:", lw=0.8)
         ax.set_title({**SHORT, "gnn": "GNN, integral only"}[est], fontsize=9)
-        ax.set_xlabel("true log10 k")
+        if i >= len(fits) - cols:
+            ax.set_xlabel("true log10 k")
+        if i % cols == 0:
+            ax.set_ylabel("estimated log10 k")
         ax.set_ylim(lt.min() - 1, lt.max() + 1)
-    np.atleast_1d(axes)[0].set_ylabel("estimated log10 k")
-    np.atleast_1d(axes)[0].legend(frameon=False, fontsize=7, loc="upper left")
+    axes.flat[0].legend(frameon=False, fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -461,7 +468,8 @@ def peers_display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def refinement_display(table: pd.DataFrame) -> pd.DataFrame:
-    """``refinement_table`` as display strings: each score as integral objective -> refined."""
+    """``refinement_table`` as display strings: each score as integral objective -> refined, the seeds as a
+    count (lay out with ``refinement_layout``)."""
     from common.numbers import fmt
 
     if table.empty:
@@ -473,16 +481,23 @@ def refinement_display(table: pd.DataFrame) -> pd.DataFrame:
     out = []
     for r in table.to_dict("records"):
         row = {"network": r["network"].replace("_", " "), "every": f"{r['dt']:g}", "noise (%)": f"{100 * r['noise']:.0f}",
-               "seeds": r["seeds"]}
+               "seeds": str(len(r["seeds"].split(", ")))}
         for base in REFINED.values():
-            label = SHORT[base]
             done = r[f"{base}_seeds"] > 0
-            row[f"{label} R²"] = f"{fmt(r[f'{base}_r2_integral'], 3)} → {fmt(r[f'{base}_r2'], 3)}" if done else "–"
-            row[f"{label} coverage"] = f"{pct(r[f'{base}_coverage_integral'])} → {pct(r[f'{base}_coverage'])}" \
+            row[f"{base} R²"] = f"{fmt(r[f'{base}_r2_integral'], 3)} → {fmt(r[f'{base}_r2'], 3)}" if done else "–"
+            row[f"{base} coverage"] = f"{pct(r[f'{base}_coverage_integral'])} → {pct(r[f'{base}_coverage'])}" \
                 if done else "–"
         row["GNN CPU (s)"] = fmt(r["gnn_cpu_s"], 0) if np.isfinite(r["gnn_cpu_s"]) else "–"
         out.append(row)
     return pd.DataFrame(out)
+
+
+def refinement_layout() -> dict:
+    """Spanners and column headings for ``refinement_display``: one spanner per estimator over its R² and
+    coverage (``paper.tables.readable``'s ``spanners`` and ``labels``)."""
+    spanners = {SHORT[base]: [f"{base} R²", f"{base} coverage"] for base in REFINED.values()}
+    labels = {f"{base} {what}": what for base in REFINED.values() for what in ("R²", "coverage")}
+    return {"spanners": spanners, "labels": labels}
 
 
 def speed_sentence(rows: pd.DataFrame) -> str:

@@ -19,12 +19,13 @@ def _is_numeric(column: pd.Series) -> bool:
 
 def readable(table: pd.DataFrame, id: str, *, stub: str | None = None, group: str | None = None,
              spanners: dict[str, Sequence[str]] | None = None, notes: Sequence[str] = (),
-             markdown: Sequence[str] = ()) -> GT:
+             markdown: Sequence[str] = (), labels: dict[str, str] | None = None) -> GT:
     """`table` (display strings; its index is dropped) as a compact great_tables table.
 
     `stub` names the column of row labels, `group` a column whose values group the rows, `spanners` maps a
     label to the columns it spans, `notes` are source notes under the table (markdown) and `markdown` the
-    columns whose cells are markdown (code spans, math)."""
+    columns whose cells are markdown (code spans, math); `labels` shows columns under other headings (so that
+    columns under different spanners can share one)."""
     df = table.reset_index(drop=True).copy()
     gt = GT(df, rowname_col=stub, groupname_col=group, id=id, auto_align=False)
     data_cols = [c for c in df.columns if c not in (stub, group)]
@@ -40,6 +41,8 @@ def readable(table: pd.DataFrame, id: str, *, stub: str | None = None, group: st
         gt = gt.tab_spanner(label=label, columns=list(cols))
     for note in notes:
         gt = gt.tab_source_note(md(note))
+    if labels:
+        gt = gt.cols_label(**{c: label for c, label in labels.items() if c in df.columns})
     return gt.tab_options(table_font_size=FONT_SIZE, column_labels_font_weight="bold", data_row_padding="3px",
                           container_padding_y="0px", table_margin_left="0px", source_notes_font_size="13px",
                           quarto_disable_processing=True)

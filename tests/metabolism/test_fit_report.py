@@ -1,6 +1,7 @@
 """The measurements section's sentences and tables follow the benchmark's numbers."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from metabolism import fit_report as fr
@@ -102,8 +103,11 @@ def test_the_refinement_is_compared_on_the_seeds_it_ran():
     assert list(t["gnn_r2_integral"]) == [0.98, 0.98] and list(t["gnn_r2"]) == [0.995, 0.99]
     assert list(t["mass-action_r2"]) == [0.97, 0.999] and list(t["gnn_cpu_s"]) == [200.0, 200.0]
     shown = fr.refinement_display(t)
-    assert list(shown["GNN R²"]) == ["0.980 → 0.995", "0.980 → 0.990"]
-    assert list(shown["oracle coverage"]) == ["50% → 95%", "50% → 95%"] and list(shown["GNN CPU (s)"]) == ["200"] * 2
+    assert list(shown["gnn R²"]) == ["0.980 → 0.995", "0.980 → 0.990"] and list(shown["seeds"]) == ["1", "1"]
+    assert list(shown["mass-action coverage"]) == ["50% → 95%"] * 2 and list(shown["GNN CPU (s)"]) == ["200"] * 2
+    layout = fr.refinement_layout()
+    assert layout["spanners"] == {"GNN": ["gnn R²", "gnn coverage"], "oracle": ["mass-action R²", "mass-action coverage"]}
+    assert set(layout["labels"]) | {"network", "every", "noise (%)", "seeds", "GNN CPU (s)"} == set(shown.columns)
     s = fr.refinement_sentence(both)
     assert s == ("Refined by trajectory matching, the GNN is more accurate than on the integral objective alone in 2 "
                  "of 2 conditions, and its intervals cover the true k at 90–98% in 2 of 2 (on the integral objective "
@@ -111,3 +115,13 @@ def test_the_refinement_is_compared_on_the_seeds_it_ran():
                  "integral objective alone in 1 of 2 conditions, and its intervals cover the true k at 90–98% in 2 "
                  "of 2 (on the integral objective alone: 0).")
     assert fr.refinement_sentence(plain) == "No trajectory refinement has been run yet."
+
+
+def test_the_example_figure_fits_the_text_column_whatever_the_number_of_estimators():
+    rng = np.random.default_rng(0)
+    k = 10 ** rng.uniform(-2, 1, 20)
+    fit = {"k": k * 1.1, "lo": k, "hi": k * 1.2, "flagged": np.arange(20) == 3}
+    for n, shown in ((1, 1), (3, 3), (4, 4)):
+        fig = fr.example_figure({"k_true": k, "fits": {e: fit for e in ["gnn", "mass-action", fr.DEFAULT,
+                                                                            fr.ORACLE][:n]}})
+        assert fig.get_figwidth() <= 5.4 and sum(ax.get_visible() for ax in fig.axes) == shown
