@@ -9,6 +9,15 @@ import numpy as np
 from matplotlib.figure import Figure
 
 
+def _limits(k: np.ndarray, decades: float = 3.0) -> tuple[float, float]:
+    """The y range of the rate-constant plot: the estimates' range widened by ``decades`` on each side, so that
+    an interval the data leave open (its bound infinite, or beyond any float) is drawn to the edge."""
+    pos = k[np.isfinite(k) & (k > 0)]
+    if pos.size == 0:
+        return 1e-6, 1e6
+    return float(pos.min()) / 10 ** decades, float(pos.max()) * 10 ** decades
+
+
 def fit_figures(result) -> dict:
     """{"rate_constants": Figure, "functions": Figure (GNN fits only)} of a ``fit.FitResult``."""
     figs = {}
@@ -18,12 +27,16 @@ def fit_figures(result) -> dict:
     ax = fig.subplots()
     x = np.arange(order.size)
     det = ~I.flagged[order]
+    k = result.k[order]
+    bottom, top = _limits(k)
+    lo = np.clip(np.nan_to_num(I.lo[order], nan=bottom, posinf=top, neginf=bottom), bottom, k)
+    hi = np.clip(np.nan_to_num(I.hi[order], nan=top, posinf=top, neginf=top), k, top)
     for sel, colour, label in ((det, "tab:blue", "determined"), (~det, "tab:grey", "not determined")):
         if sel.any():
-            ax.errorbar(x[sel], result.k[order][sel],
-                        yerr=[result.k[order][sel] - I.lo[order][sel], I.hi[order][sel] - result.k[order][sel]],
+            ax.errorbar(x[sel], k[sel], yerr=[k[sel] - lo[sel], hi[sel] - k[sel]],
                         fmt="o", ms=2.5, lw=0.8, color=colour, label=label)
     ax.set_yscale("log")
+    ax.set_ylim(bottom, top)
     ax.set_xlabel("reaction (sorted by k)")
     ax.set_ylabel("k")
     ax.set_title(f"Rate constants with {int(I.level * 100)}% intervals")

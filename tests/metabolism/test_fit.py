@@ -125,3 +125,23 @@ def test_the_default_fit_refines_on_segments_of_four_time_scales(problem):
     assert resolve_segment(cfg, pb.data, 1e6) == pb.data.experiments[0].t.size - 1  # at most one experiment
     assert resolve_segment(cfg, pb.data, 1e-6) == 4
     assert resolve_segment(load_fit_config(overrides=["refine.segment=7"]), pb.data, tau) == 7
+
+
+def test_the_figures_draw_an_interval_the_data_leave_open(problem, tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from metabolism.fit import FitResult
+    from metabolism.fit_figures import fit_figures
+    from metabolism.uncertainty import Intervals
+
+    stoich, _, net, _ = problem
+    k = net.k.copy()
+    lo, hi = k / 2, k * 2
+    lo[0], hi[0], hi[1] = 0.0, np.inf, np.nan  # a curvature with a near-null direction: exp(big) overflows
+    flagged = np.zeros(k.size, bool)
+    flagged[:2] = True
+    I = Intervals(k=k, se=k, lo=lo, hi=hi, flagged=flagged, vif=np.ones(k.size), level=0.95, threshold=10.0)
+    fig = fit_figures(FitResult(stoich=stoich, k=k, intervals=I, report={}))["rate_constants"]
+    FigureCanvasAgg(fig).print_png(tmp_path / "k.png")  # raised OverflowError in the tick formatter before
+    bottom, top = fig.axes[0].get_ylim()
+    assert bottom == pytest.approx(k.min() / 1e3) and top == pytest.approx(k.max() * 1e3)
