@@ -97,14 +97,14 @@ def derivative_peer(stoich, data, kind: str) -> dict:
             "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
 
-def ours(stoich, data, estimator: str, workdir: Path) -> dict:
+def ours(stoich, data, estimator: str, workdir: Path, extra: list[str] | tuple[str, ...] = ()) -> dict:
     """One of our estimators through ``fit_data``. The GNN's variants share one training per data set (the
     work directory is the base estimator's): a checkpoint left there by an earlier fit is resumed, and its
     training CPU seconds (cumulative over the processes that made it) are added to this call's, so that
-    ``cpu_seconds`` is always the whole fit's cost (``cpu_whole``)."""
+    ``cpu_seconds`` is always the whole fit's cost (``cpu_whole``). ``extra``: more config overrides."""
     base, _, refine = estimator.partition("+")
     overrides = [f"estimator={base}", f"refine.enabled={'true' if refine else 'false'}",
-                 f"refine.functions={'true' if refine == 'refine-functions' else 'false'}"]
+                 f"refine.functions={'true' if refine == 'refine-functions' else 'false'}", *extra]
     checkpoint = workdir / "checkpoint.pt"
     prior = float(torch.load(checkpoint, weights_only=False).get("cpu_seconds", np.nan)) if checkpoint.exists() \
         else 0.0
@@ -112,12 +112,14 @@ def ours(stoich, data, estimator: str, workdir: Path) -> dict:
     res = fit_data(stoich, data, load_fit_config(overrides=overrides), out=workdir, progress=False)
     I = res.intervals
     training = res.report["training"]
-    extra = {}
+    more = {}
     if refine:
         r = res.report["refine"]
-        extra = {"refine_seconds": r["seconds"], "refine_iterations": r["iterations"], "segment": r["segment_length"],
-                 "rmse_log_start": r["rmse_log_start"], "rmse_log_end": r["rmse_log_end"]}
-    return {**extra, "k": res.k, "flagged": I.flagged, "lo": I.lo, "hi": I.hi, "seconds": time.perf_counter() - t0,
+        first = r.get("first_stage") or {}
+        more = {"refine_seconds": r["seconds"], "refine_iterations": r["iterations"], "segment": r["segment_length"],
+                "first_segment": first.get("segment_length"), "first_iterations": first.get("iterations"),
+                "rmse_log_start": r["rmse_log_start"], "rmse_log_end": r["rmse_log_end"], "segments": r["segments"]}
+    return {**more, "k": res.k, "flagged": I.flagged, "lo": I.lo, "hi": I.hi, "seconds": time.perf_counter() - t0,
             "cpu_seconds": time.process_time() - c0 + prior, "cpu_whole": bool(np.isfinite(prior)),
             "training_seconds": training["seconds"], "training_cpu_seconds": training["cpu_seconds"],
             "resumed": checkpoint.exists() and prior > 0, "window": res.report["objective"]["window"]}

@@ -176,6 +176,10 @@ class RefineConfig(_Section):
     segment: PositiveInt | Literal["auto"] = Field(
         "auto", description="sample intervals per shooting segment (each segment's initial state is free); "
         "auto: four times the data's time scale (fit.resolve_segment, where the benchmark behind it is)")
+    first_segment: PositiveInt | None = Field(
+        20, description="refine first on segments of this many sample intervals, then on `segment`: short "
+        "segments forgive a poor start (a wider basin), long ones determine k better (fit._refine, where the "
+        "benchmark behind it is); None, or a value not below `segment`: one stage")
     iterations: PositiveInt = Field(20, description="Levenberg-Marquardt iterations at most (5-7 sufficed on "
                                     "E. coli core)")
     safety: float = Field(0.5, gt=0, le=2.78, description="RK4 step times the largest |eigenvalue| of the "

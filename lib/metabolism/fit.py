@@ -347,6 +347,12 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: 
     node term, for the GNN its k with the learned functions read from their ``tables``, held or (with
     ``refine.functions``) corrected; intervals from the curvature.
 
+    In two stages when ``refine.first_segment`` is shorter than ``segment``: short segments first, from the
+    integral fit, then the long ones from there. Long segments determine k better but trap a poor start: on
+    E. coli core (seed 901, sampled every 0.1, 5% noise) the GNN refined on auto's 263-interval segments alone
+    stayed at R^2 0.78 (its integral fit's 0.77), on 20-interval segments reached 0.945, and through both
+    0.993 (``report["refine"]["first_stage"]`` is the first stage's record; ``seconds`` counts both).
+
     A k the integral fit left at its floor (or negative) starts at the geometric mean of the others: at the
     floor its rate term, and so its gradient, vanishes."""
     rc, uc = cfg.refine, cfg.uncertainty
@@ -361,15 +367,20 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: 
         rhs = tj.TabulatedGNN(tables, stoich, np.log(start), functions=rc.functions, knots=rc.knots)
     trajectories = wfm.smooth(data, cfg.weakform.smoothing, cfg.weakform.log)
     init = np.concatenate([tr(e.t) for tr, e in zip(trajectories, data.experiments)])
-    ref = tj.refine(rhs, data, init, segment, names, iterations=rc.iterations, safety=rc.safety,
-                    ridge={"sub_correction": rc.function_ridge})
+    ridge = {"sub_correction": rc.function_ridge}
+    first = None
+    if rc.first_segment is not None and rc.first_segment < segment:
+        first = tj.refine(rhs, data, init, rc.first_segment, names, iterations=rc.iterations, safety=rc.safety,
+                          covariance=False, ridge=ridge)
+    ref = tj.refine(rhs, data, init, segment, names, iterations=rc.iterations, safety=rc.safety, ridge=ridge)
     if model is not None:
         with torch.no_grad():
             model.log_k.copy_(rhs.log_k.to(model.log_k))
     m = stoich.n_reactions
     k_new = rhs.k.detach().cpu().numpy()
     intervals = unc.log_intervals(k_new, ref.cov[:m, :m], vif, uc.level, uc.threshold)
-    out = {"enabled": True, **ref.to_dict(), "parameters": names,
+    out = {"enabled": True, **ref.to_dict(), "first_stage": None if first is None else first.to_dict(),
+           "seconds": ref.seconds + (0.0 if first is None else first.seconds), "parameters": names,
            "intervals": "curvature of the trajectory fit (Gauss-Newton, the segments' states eliminated)"}
     if model is None:
         refined = {"alpha": rhs.alpha.detach().numpy(), "beta": rhs.beta.detach().numpy()}

@@ -217,6 +217,11 @@ def test_refined_mass_action_fit_lowers_the_trajectory_misfit_and_its_intervals_
     assert ((net.k >= I.lo) & (net.k <= I.hi)).mean() >= 6 / 7
     assert weak.report["refine"] == {"enabled": False}
     assert "alpha" in refined.functions and (tmp_path / "rate_constants.csv").exists()
+    first = r["first_stage"]  # short segments first, then auto's long ones
+    assert r["segment_length"] > 20 and first["segment_length"] == 20
+    assert first["segments"] > r["segments"] and r["seconds"] > first["seconds"]
+    one = fit_data(net, pb.data, load_fit_config(overrides=base + ["refine.first_segment=null"]), progress=False)
+    assert one.report["refine"]["first_stage"] is None and one.report["refine"]["segment_length"] == r["segment_length"]
 
 
 @pytest.mark.integration
