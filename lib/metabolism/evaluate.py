@@ -122,8 +122,9 @@ def stats_rel_error(a: dict, ref: dict) -> dict:
 def _integrate(rhs: RHS, c0: np.ndarray, n_frames: int, dt: float, substeps: int, dtype: torch.dtype,
                device: torch.device, check_sign: bool) -> np.ndarray | None:
     try:
-        out = odeint(rhs, torch.as_tensor(c0, dtype=dtype, device=device), n_frames, dt, "rk4", substeps,
-                     1e-6 if check_sign else None, label="rollout")
+        with torch.no_grad():
+            out = odeint(rhs, torch.as_tensor(c0, dtype=dtype, device=device), n_frames, dt, "rk4", substeps,
+                         1e-6 if check_sign else None, label="rollout")
     except SimulationError:
         return None
     return out.cpu().numpy()

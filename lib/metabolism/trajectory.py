@@ -44,6 +44,7 @@ from torch import nn
 
 from .measurements import Measurements
 from .network import Stoichiometry
+from .simulate import rk4_step
 
 
 class RateModel(nn.Module):
@@ -367,11 +368,7 @@ def shoot(rhs: Callable[[torch.Tensor], torch.Tensor], c0: torch.Tensor, dt: tor
     for n_steps, h in _steps(dt, max_step):
         h = h.to(c0.dtype)
         for _ in range(n_steps):
-            k1 = rhs(c)
-            k2 = rhs(c + 0.5 * h * k1)
-            k3 = rhs(c + 0.5 * h * k2)
-            k4 = rhs(c + h * k3)
-            c = c + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+            c = rk4_step(rhs, c, h)
         out.append(c)
     return torch.stack(out, 1)
 

@@ -99,3 +99,23 @@ def test_bad_input_is_named_and_leaves_nothing(tmp_path, capsys):
     assert "network.max_substrates" in capsys.readouterr().err
     assert main(["run", "--regime", "oscillatory", "--set", "training.bogus=1", "--out", str(out)]) == 2
     assert "training.bogus: unknown key" in capsys.readouterr().err
+
+
+def test_the_rollout_loss_vanishes_on_the_models_own_trajectory_and_has_a_gradient(small_cfg):
+    import torch
+
+    from metabolism.network import generate_network
+    from metabolism.simulate import TrueRHS, simulate
+    from metabolism.train import TrainingData, _rollout_loss
+
+    net = generate_network(small_cfg.network, small_cfg.seed)
+    c0 = np.random.default_rng(0).uniform(1, 2, (2, net.n_metabolites))
+    z = simulate(net, c0, 20, 0.05, substeps=1)
+    data = TrainingData.from_arrays(z.c, z.dcdt, 0.05, torch.device("cpu"))
+    rhs = TrueRHS(net)
+    loss = _rollout_loss(rhs, data, 3, 4, torch.Generator().manual_seed(0))
+    assert float(loss) < 1e-20  # the same RK4 steps as the simulation
+    scale = torch.tensor(1.1, dtype=torch.float64, requires_grad=True)
+    loss = _rollout_loss(lambda c: scale * rhs(c), data, 3, 4, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert float(loss) > 0 and abs(float(scale.grad)) > 0
