@@ -364,7 +364,8 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: 
     if model is None:
         rhs = tj.MassActionODE(stoich, start, functions["alpha"], functions["beta"])
     else:
-        rhs = tj.TabulatedGNN(tables, stoich, np.log(start), functions=rc.functions, knots=rc.knots)
+        rhs = tj.TabulatedGNN(tables, stoich, np.log(start), functions=rc.functions, knots=rc.knots,
+                              anchor=cfg.model.c_ref)
     trajectories = wfm.smooth(data, cfg.weakform.smoothing, cfg.weakform.log)
     init = np.concatenate([tr(e.t) for tr, e in zip(trajectories, data.experiments)])
     ridge = {"sub_correction": rc.function_ridge}

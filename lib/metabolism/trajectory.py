@@ -154,10 +154,12 @@ class TabulatedGNN(RateModel):
     they cost about 80 times more on E. coli core). Trainable: log k and, with ``functions``, the corrections
     of the functions (zero at the start, so the model is the GNN until they move): ``alpha``, ``beta`` (n,)
     added to the node term as alpha + beta c, and ``sub_correction`` (orders, knots), the log factor on each
-    substrate function at knots evenly spaced in log c (0 at the middle of the range)."""
+    substrate function at knots evenly spaced in log c, 0 at ``anchor`` (the GNN's gauge c_ref, where its
+    substrate function is c_ref^s by construction, so that the correction keeps k in that gauge; None: the
+    middle of the range)."""
 
     def __init__(self, tables, stoich: Stoichiometry, log_k: np.ndarray, functions: bool = False,
-                 knots: int = 8):
+                 knots: int = 8, anchor: float | None = None):
         super().__init__()
         if knots < 4:
             raise ValueError("the substrate-function correction needs at least 4 knots (Catmull-Rom)")
@@ -170,6 +172,7 @@ class TabulatedGNN(RateModel):
         self.register_buffer("rows", torch.arange(tables.node.shape[0]))
         self.register_buffer("S", torch.as_tensor(stoich.S, **kw))
         self.log_lo, self.log_hi, self.hi = tables.log_lo, tables.log_hi, tables.hi
+        self.anchor = anchor
         self.multiplicative, self.m = tables.multiplicative, tables.m
         n = tables.node.shape[0]
         self.log_k = nn.Parameter(torch.as_tensor(log_k, **kw))
@@ -189,8 +192,13 @@ class TabulatedGNN(RateModel):
             / (self.log_hi - self.log_lo) * (self.sub.shape[-1] - 1)
 
     def _middle(self) -> torch.Tensor:
-        """Coordinate of the middle of the range on the correction's knots."""
-        return torch.tensor(0.5 * (self.sub_correction.shape[-1] - 1), dtype=torch.float64, device=self.S.device)
+        """Coordinate of the anchor (where the correction is 0) on the correction's knots: ``anchor`` on the
+        tables' grid (clamped into it), or the middle of the range."""
+        knots = self.sub_correction.shape[-1] - 1
+        if self.anchor is None:
+            return torch.tensor(0.5 * knots, dtype=torch.float64, device=self.S.device)
+        u = (math.log(self.anchor) - self.log_lo) / (self.log_hi - self.log_lo)
+        return torch.tensor(min(max(u, 0.0), 1.0) * knots, dtype=torch.float64, device=self.S.device)
 
     def log_factor(self, u: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The substrate functions' log correction at grid coordinates u for the orders ``rows``."""

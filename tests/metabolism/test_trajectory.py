@@ -123,12 +123,28 @@ def _models(net, data):
     for multiplicative in (True, False):
         tables = _wrong_tables(net, float(c.min()) * 0.5, float(c.max()) * 1.5)
         tables.multiplicative = multiplicative
-        tab = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True)
+        anchor = float(c.min()) * 2 if multiplicative else None  # the correction's 0 off the middle
+        tab = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True, anchor=anchor)
         with torch.no_grad():
             for p in (tab.alpha, tab.beta, tab.sub_correction):
                 p.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(p.numel()))
         out += [(tab, ["log_k", "alpha", "beta", "sub_correction"]), (tab, ["log_k"])]
     return out
+
+
+def test_the_substrate_correction_keeps_the_gnns_gauge(toy):
+    net, pb = toy
+    c = np.concatenate([e.c for e in pb.data.experiments])
+    tables = _wrong_tables(net, float(c.min()) * 0.5, float(c.max()) * 1.5)
+    for anchor in (1.0, float(c.min()) * 2, 1e-9):  # the gauge c_ref, another point, one below the tables
+        tab = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True, anchor=anchor)
+        with torch.no_grad():
+            tab.sub_correction.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(0))
+            at = tab._grid(torch.tensor([anchor], dtype=torch.float64))
+            factor = tab.log_factor(at.expand(2, 1), torch.arange(2)[:, None])
+            beside = tab.log_factor((at * 1.1 + 0.5).expand(2, 1), torch.arange(2)[:, None])
+        np.testing.assert_allclose(factor.numpy(), 0.0, atol=1e-12)
+        assert np.abs(beside.numpy()).max() > 1e-3
 
 
 def test_closed_form_jacobians_equal_autograd(toy):
