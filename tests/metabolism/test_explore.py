@@ -9,7 +9,7 @@ import pytest
 
 from metabolism.cli import main
 from metabolism.explore import ExploreSettings, Explorer, Param, Rejected, SearchSpace, Tree
-from metabolism.explore.executor import SerialExecutor, run_job
+from metabolism.explore.executor import Job, SerialExecutor, run_job
 from metabolism.explore.proposers import Proposal, RoundContext
 from metabolism.explore.record import ExplorationLog, read_log
 from metabolism.explore.space import build_config, format_override
@@ -32,13 +32,13 @@ def tiny_settings(**kw) -> ExploreSettings:
 
 def fake_job(calls: list | None = None):
     """A job function that does not train: the score is a smooth function of lr and hidden."""
-    def job(j: dict) -> dict:
+    def job(j: Job) -> dict:
         if calls is not None:
-            calls.append(j["iteration"])
-        ov = dict(o.split("=", 1) for o in j["overrides"])
+            calls.append(j.iteration)
+        ov = dict(o.split("=", 1) for o in j.overrides)
         lr, hidden = float(ov.get("training.lr", 2e-3)), int(ov.get("model.hidden", 8))
         s = 1 - (math.log10(lr) + 2.5) ** 2 - 0.01 * (hidden - 6) ** 2
-        return {"iteration": j["iteration"], "status": "ok", "score": s, "wall_time": 0.0, "error": None,
+        return {"iteration": j.iteration, "status": "ok", "score": s, "wall_time": 0.0, "error": None,
                 "metrics": {"rate_constants": {"r2_log_k": s}}}
     return job
 
@@ -231,15 +231,16 @@ def test_log_lines_are_complete_json(tmp_path):
 # ---- executors ------------------------------------------------------------------------------------------------
 def test_failed_run_is_a_result_not_a_crash(tmp_path):
     s = tiny_settings()
-    res = run_job({"iteration": 9, "base_data": s.base_data, "overrides": TINY + ["training.lr=-1"], "seed": 3,
-                   "run_dir": str(tmp_path / "r"), "score_key": s.score_key, "threads": 1})
+    res = run_job(Job(iteration=9, base_data=s.base_data, overrides=tuple(TINY + ["training.lr=-1"]), seed=3,
+                      run_dir=str(tmp_path / "r"), score_key=s.score_key, threads=1))
     assert res["status"] == "failed" and "training.lr" in res["error"] and res["wall_time"] >= 0
 
 
 def test_a_run_over_its_time_limit_is_stopped_and_recorded_failed(tmp_path):
     s = tiny_settings()
-    job = {"iteration": 4, "base_data": s.base_data, "overrides": TINY + ["training.steps=100000"], "seed": 3,
-           "run_dir": str(tmp_path / "r"), "score_key": s.score_key, "threads": 1, "timeout": 3.0}
+    job = Job.of(s.model_copy(update={"job_timeout": 3.0, "threads_per_job": 1}), 4,
+                 TINY + ["training.steps=100000"], tmp_path / "r")
+    assert (job.timeout, job.threads, job.seed) == (3.0, 1, 3)
     res = run_job(job)
     assert res["status"] == "failed" and "time limit of 3 s" in res["error"]
     assert 3.0 <= res["wall_time"] < 30.0
@@ -249,8 +250,8 @@ def test_a_run_over_its_time_limit_is_stopped_and_recorded_failed(tmp_path):
 def test_job_timeout_reaches_the_jobs(tmp_path):
     calls: list = []
 
-    def job(j: dict) -> dict:
-        calls.append(j["timeout"])
+    def job(j: Job) -> dict:
+        calls.append(j.timeout)
         return fake_job()(j)
     ex = Explorer(tmp_path / "ex", tiny_settings(budget=2, slots=2, job_timeout=120.0),
                   executor=SerialExecutor(job))

@@ -11,19 +11,20 @@ matplotlib.use("Agg")
 
 from metabolism.explore import ExploreSettings, Explorer, summarize  # noqa: E402
 from metabolism.explore import figures as xfig  # noqa: E402
-from metabolism.explore.executor import SerialExecutor  # noqa: E402
+from metabolism.explore import replicate as xrep  # noqa: E402
+from metabolism.explore.executor import Job, SerialExecutor  # noqa: E402
 
 TINY = ["network.n_metabolites=12", "network.n_reactions=18", "simulation.n_frames=300", "training.steps=30"]
 SPACE = [{"key": "training.lr", "kind": "float", "low": 1e-3, "high": 1e-2, "log": True},
          {"key": "model.hidden", "kind": "int", "low": 4, "high": 12}]
 
 
-def fake_job(j: dict) -> dict:
+def fake_job(j: Job) -> dict:
     """Score = a smooth function of lr and hidden, shifted by the seed (a replicate effect)."""
-    ov = dict(o.split("=", 1) for o in j["overrides"])
+    ov = dict(o.split("=", 1) for o in j.overrides)
     lr, hidden = float(ov.get("training.lr", 2e-3)), int(ov.get("model.hidden", 32))
-    s = 1 - (math.log10(lr) + 2.5) ** 2 - 0.01 * (hidden - 6) ** 2 + 0.01 * (j.get("seed") or 0)
-    return {"iteration": j["iteration"], "status": "ok", "score": s, "wall_time": 0.0, "error": None,
+    s = 1 - (math.log10(lr) + 2.5) ** 2 - 0.01 * (hidden - 6) ** 2 + 0.01 * (j.seed or 0)
+    return {"iteration": j.iteration, "status": "ok", "score": s, "wall_time": 0.0, "error": None,
             "metrics": {"rate_constants": {"r2_log_k": s}, "device": "cpu", "commit": "abc1234"}}
 
 
@@ -36,7 +37,7 @@ def explored(tmp_path):
 
 def test_replicates_figures_table_and_results(explored):
     summary = summarize(explored)
-    rep = xfig.replicate(explored, [1, 2, 3], executor=SerialExecutor(fake_job), report=None)
+    rep = xrep.replicate(explored, [1, 2, 3], executor=SerialExecutor(fake_job), report=None)
     assert rep["default"]["seeds"] == [1, 2, 3] and rep["default"]["n"] == 3
     assert rep["best"]["iteration"] == summary["best"]["iteration"] != 0
     c = rep["comparison"]
@@ -64,9 +65,9 @@ def test_replicates_figures_table_and_results(explored):
 
 def test_compare_says_when_the_spread_is_undefined():
     one = {"seeds": [1], "scores": [0.5], "mean": 0.5, "std": None, "n": 1}
-    c = xfig.compare(one, dict(one, scores=[0.7], mean=0.7))
+    c = xrep.compare(one, dict(one, scores=[0.7], mean=0.7))
     assert c["improvement"] == pytest.approx(0.2) and c["exceeds_spread"] is None
-    lower = xfig.compare(dict(one, std=0.01), dict(one, scores=[0.4], mean=0.4, std=0.01), maximize=False)
+    lower = xrep.compare(dict(one, std=0.01), dict(one, scores=[0.4], mean=0.4, std=0.01), maximize=False)
     assert lower["improvement"] == pytest.approx(0.1) and lower["exceeds_spread"] is True
 
 
@@ -80,16 +81,16 @@ def test_replicates_reuse_finished_runs_of_the_same_config(explored):
     default = summarize(explored)["default"]
     digest = build_config(settings.base_data, default["overrides"], 1).digest()
     for seed, d in ((1, digest), (2, "another-config")):
-        run = explored / xfig.REPLICATES / f"default_seed{seed}"
+        run = explored / xrep.REPLICATES / f"default_seed{seed}"
         run.mkdir(parents=True)
         (run / "metrics.json").write_text(json.dumps({"config_digest": d, "rate_constants": {"r2_log_k": 0.123},
                                                       "device": "cpu", "commit": "def5678"}))
     ran = []
 
     def counting_job(j):
-        ran.append((j["run_dir"].rsplit("/", 1)[-1]))
+        ran.append((j.run_dir.rsplit("/", 1)[-1]))
         return fake_job(j)
-    rep = xfig.replicate(explored, [1, 2], executor=SerialExecutor(counting_job), report=None)
+    rep = xrep.replicate(explored, [1, 2], executor=SerialExecutor(counting_job), report=None)
     assert "default_seed1" not in ran and "default_seed2" in ran
     assert rep["default"]["scores"][0] == 0.123 and rep["default"]["scores"][1] != 0.123
     assert "def5678" in rep["default"]["commit"]

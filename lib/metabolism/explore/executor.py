@@ -1,6 +1,6 @@
 """Where iterations run: a local process pool (default), a Dask cluster, or serially in-process (debugging).
 
-A job is a plain dict (picklable, JSON-able); `run_job` builds its RunConfig, calls
+A job is a `Job` (picklable: it travels to process pools and Dask workers); `run_job` builds its RunConfig, calls
 `metabolism.pipeline.run(cfg, run_dir, progress=False)` and returns metrics, score, wall time and status.
 Errors inside a run are caught and returned as status "failed" with the error text; so is a run that exceeds
 the job's `timeout` (seconds), stopped by a SIGALRM timer where the job runs in a process's main thread (the
@@ -14,10 +14,39 @@ import signal
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
-JobFn = Callable[[dict], dict]
+if TYPE_CHECKING:
+    from .settings import ExploreSettings
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run: its configuration (the exploration's base data, ``overrides``, ``seed``), where it
+    runs, how it is scored, its torch threads and time limit (seconds; None: none)."""
+
+    iteration: int
+    base_data: dict
+    overrides: tuple[str, ...]
+    seed: int | None
+    run_dir: str
+    score_key: str
+    threads: int | None = None
+    timeout: float | None = None
+
+    @classmethod
+    def of(cls, settings: "ExploreSettings", iteration: int, overrides: Sequence[str], run_dir: str | Path,
+           seed: int | None = None) -> "Job":
+        """A job of the exploration ``settings`` (its base data, score, threads and time limit); ``seed``
+        defaults to the exploration's."""
+        return cls(iteration=iteration, base_data=settings.base_data, overrides=tuple(overrides),
+                   seed=settings.seed if seed is None else int(seed), run_dir=str(run_dir),
+                   score_key=settings.score_key, threads=settings.threads_per_job, timeout=settings.job_timeout)
+
+
+JobFn = Callable[[Job], dict]
 
 
 def score_of(metrics: dict, key: str) -> float | None:
@@ -55,14 +84,13 @@ def time_limit(seconds: float | None):
         signal.signal(signal.SIGALRM, previous)
 
 
-def run_job(job: dict) -> dict:
-    """Run one iteration: `job` has iteration, base_data, overrides, seed, run_dir, score_key, threads and
-    optionally timeout (seconds)."""
+def run_job(job: Job) -> dict:
+    """Run one iteration: metrics, score, status, error and wall time."""
     t0 = time.perf_counter()
-    result: dict = {"iteration": job["iteration"], "status": "failed", "metrics": None, "score": None,
+    result: dict = {"iteration": job.iteration, "status": "failed", "metrics": None, "score": None,
                     "error": None}
     try:
-        with time_limit(job.get("timeout")):
+        with time_limit(job.timeout):
             _run_job_body(job, result)
     except Exception as err:  # a failed run is a result, not a crash of the loop
         tb = traceback.format_exc(limit=6)
@@ -71,31 +99,31 @@ def run_job(job: dict) -> dict:
     return result
 
 
-def _run_job_body(job: dict, result: dict) -> None:
+def _run_job_body(job: Job, result: dict) -> None:
     import torch
 
     from ..pipeline import run
     from .space import build_config
 
-    if job.get("threads"):
-        torch.set_num_threads(int(job["threads"]))
-    cfg = build_config(job["base_data"], job["overrides"], job.get("seed"))
-    metrics = run(cfg, Path(job["run_dir"]), progress=False)
+    if job.threads:
+        torch.set_num_threads(int(job.threads))
+    cfg = build_config(job.base_data, list(job.overrides), job.seed)
+    metrics = run(cfg, Path(job.run_dir), progress=False)
     result["metrics"] = metrics
-    result["score"] = score_of(metrics, job["score_key"])
+    result["score"] = score_of(metrics, job.score_key)
     if result["score"] is None:
-        result["error"] = f"score {job['score_key']!r} missing or not finite in the metrics"
+        result["error"] = f"score {job.score_key!r} missing or not finite in the metrics"
     else:
         result["status"] = "ok"
 
 
-def _failure(job: dict, err: BaseException) -> dict:
-    return {"iteration": job["iteration"], "status": "failed", "metrics": None, "score": None, "wall_time": None,
+def _failure(job: Job, err: BaseException) -> dict:
+    return {"iteration": job.iteration, "status": "failed", "metrics": None, "score": None, "wall_time": None,
             "error": f"{type(err).__name__}: {err}"}
 
 
 class Executor(Protocol):
-    def run(self, jobs: list[dict]) -> Iterator[dict]:
+    def run(self, jobs: list[Job]) -> Iterator[dict]:
         """Yield one result per job, in completion order."""
 
     def close(self, cancel: bool = False) -> None:
@@ -108,7 +136,7 @@ class SerialExecutor:
     def __init__(self, job_fn: JobFn = run_job):
         self.job_fn = job_fn
 
-    def run(self, jobs: list[dict]) -> Iterator[dict]:
+    def run(self, jobs: list[Job]) -> Iterator[dict]:
         for job in jobs:
             yield self.job_fn(job)
 
@@ -131,7 +159,7 @@ class LocalExecutor:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(self.mp_context))
         return self._pool
 
-    def run(self, jobs: list[dict]) -> Iterator[dict]:
+    def run(self, jobs: list[Job]) -> Iterator[dict]:
         from concurrent.futures import as_completed
         from concurrent.futures.process import BrokenProcessPool
 
@@ -196,10 +224,10 @@ class DaskExecutor:
             self._cluster = LocalCluster(**kw)
             self.client = Client(self._cluster)
 
-    def run(self, jobs: list[dict]) -> Iterator[dict]:
+    def run(self, jobs: list[Job]) -> Iterator[dict]:
         from distributed import as_completed
 
-        futures = {self.client.submit(self.job_fn, job, pure=False, key=f"explore-it{job['iteration']}-"
+        futures = {self.client.submit(self.job_fn, job, pure=False, key=f"explore-it{job.iteration}-"
                                       f"{time.time_ns()}"): job for job in jobs}
         try:
             for fut in as_completed(list(futures)):

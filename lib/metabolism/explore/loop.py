@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from common.io import write_json
-from .executor import DaskExecutor, Executor, LocalExecutor, SerialExecutor, run_job
+from .executor import DaskExecutor, Executor, Job, JobFn, LocalExecutor, SerialExecutor, run_job
 from .memory import offline_memory, write_memory
 from .proposers import OfflineProposer, Proposer, RoundContext
 from .record import ExplorationLog, LogState
@@ -42,7 +42,7 @@ def make_proposer(settings: ExploreSettings) -> Proposer:
     return make_llm_proposer(settings.proposer, max_retries=settings.llm_retries)
 
 
-def make_executor(settings: ExploreSettings, job_fn: Callable[[dict], dict] = run_job) -> Executor:
+def make_executor(settings: ExploreSettings, job_fn: JobFn = run_job) -> Executor:
     """The executor named by the settings (local process pool by default)."""
     if settings.executor == "serial":
         return SerialExecutor(job_fn)
@@ -80,11 +80,8 @@ class Explorer:
         self.state.apply(rec)
         return rec
 
-    def _job(self, item: dict) -> dict:
-        s = self.settings
-        return {"iteration": item["iteration"], "base_data": s.base_data, "overrides": item["overrides"],
-                "seed": s.seed, "run_dir": str(self.out / item["run_dir"]), "score_key": s.score_key,
-                "threads": s.threads_per_job, "timeout": s.job_timeout}
+    def _job(self, item: dict) -> Job:
+        return Job.of(self.settings, item["iteration"], item["overrides"], self.out / item["run_dir"])
 
     def _dispatch(self, items: list[dict], executor: Executor) -> None:
         """Log every item as started (fsynced), run them, log each result as it finishes."""
