@@ -125,3 +125,13 @@ def test_the_example_figure_fits_the_text_column_whatever_the_number_of_estimato
         fig = fr.example_figure({"k_true": k, "fits": {e: fit for e in ["gnn", "mass-action", fr.DEFAULT,
                                                                             fr.ORACLE][:n]}})
         assert fig.get_figwidth() <= 5.4 and sum(ax.get_visible() for ax in fig.axes) == shown
+
+
+def test_coverage_is_judged_on_noisy_data_only():
+    noisy = _rows(0.995, 0.94)
+    clean = noisy.copy()
+    clean["noise"], clean["coverage_determined"] = 0.0, 0.3  # intervals at the fit's numerical error
+    t = fr.targets(pd.concat([noisy, clean], ignore_index=True))
+    assert t.loc[t["noise"] == 0, "coverage_met"].isna().all() and t.loc[t["noise"] > 0, "coverage_met"].all()
+    text = fr.sentences(pd.concat([noisy, clean], ignore_index=True))[2]
+    assert text.startswith("With noise, its 95% intervals cover the true k in 94% to 94%") and "met in 2 of 2" in text
