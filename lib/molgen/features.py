@@ -45,6 +45,9 @@ FEATURE_CATEGORIES: dict[str, tuple] = {
 }
 ATOM_FEATURES: tuple[str, ...] = ("type",) + tuple(FEATURE_CATEGORIES)
 
+# Features computed from the noisy graph instead of diffused (``molgen.derived``) -> their input columns.
+DERIVED_WIDTHS: dict[str, int] = {"num_hs": 5, "ring": 3}
+
 
 @dataclass(frozen=True)
 class FeatureBlock:
@@ -138,12 +141,37 @@ def check_atom_features(names: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+def check_derived_features(names: Sequence[str], atom_features: Sequence[str]) -> tuple[str, ...]:
+    """Validated derived feature names: known, no repeats, none also diffused (in ``atom_features``)."""
+    if isinstance(names, str):
+        raise ValueError(f"derived_features must be a list of names, got the string {names!r}")
+    names = tuple(names)
+    unknown = [n for n in names if n not in DERIVED_WIDTHS]
+    if unknown:
+        raise ValueError(f"unknown derived feature(s) {unknown}; choose from {list(DERIVED_WIDTHS)}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"derived feature(s) {repeated} listed more than once")
+    both = [n for n in names if n in atom_features]
+    if both:
+        raise ValueError(f"feature(s) {both} are both diffused (atom_features) and derived (derived_features)")
+    return names
+
+
+def derived_width(names: Sequence[str]) -> int:
+    """Number of input columns the derived features ``names`` add to X."""
+    return sum(DERIVED_WIDTHS[n] for n in names)
+
+
 __all__ = [
     "ATOM_FEATURES",
     "ATOM_VOCAB",
     "AtomFeatureSpec",
+    "DERIVED_WIDTHS",
     "DEFAULT_ATOM_FEATURES",
     "FEATURE_CATEGORIES",
     "FeatureBlock",
     "check_atom_features",
+    "check_derived_features",
+    "derived_width",
 ]
