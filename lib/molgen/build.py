@@ -37,13 +37,15 @@ def build_sdes(cfg: RunConfig) -> tuple[SDE, SDE]:
 
 def build_nets(cfg: RunConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The score networks named by ``model.x`` and ``model.adj``, freshly initialised (X's first); with
-    ``data.derived_features`` each sees them appended to X_t (``derived.WithDerivedInput``)."""
+    ``data.derived_features`` those of ``data.derived_networks`` see them appended to X_t
+    (``derived.WithDerivedInput``)."""
     nets = SCORE_NETWORKS[cfg.model.x].from_config(cfg), SCORE_NETWORKS[cfg.model.adj].from_config(cfg)
     d = cfg.data
     if not d.derived_features:
         return nets
     derive = DerivedAtomFeatures(d.derived_features, d.feature_spec, d.bond_unit)
-    return WithDerivedInput(nets[0], derive), WithDerivedInput(nets[1], derive)
+    return tuple(WithDerivedInput(net, derive) if name in d.derived_networks else net
+                 for name, net in zip(("x", "adj"), nets))
 
 
 def build_sampler(cfg: RunConfig, sde_x: SDE, sde_a: SDE, num_steps: int | None = None):

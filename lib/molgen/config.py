@@ -23,8 +23,9 @@ class DataConfig(_Section):
 
     ``atom_features`` lists the one-hot blocks of X (``molgen.features``; default ``["type"]``, GDSS's
     encoding); ``derived_features`` the atom features computed from the noisy graph at every score call and
-    given to the networks as extra input columns, not diffused (``molgen.derived``; default none, then left out
-    of the dumped config like a default ``atom_features``).  ``max_feat_num`` stays an explicit field, checked against the feature set's width rather
+    given to the networks of ``derived_networks`` (default both) as extra input columns, not diffused
+    (``molgen.derived``; default none; the defaults are left out of the dumped config like a default
+    ``atom_features``).  ``max_feat_num`` stays an explicit field, checked against the feature set's width rather
     than derived from it: it fixes the networks' shapes, so a config that changes X's width must say so.
     A default ``atom_features`` is left out of the dumped config, so configs, checkpoints and digests of
     runs made before the field existed are unchanged and still compare equal.
@@ -38,6 +39,8 @@ class DataConfig(_Section):
         description="blocks of X: type (first), then any of charge, aromatic, hybridization, num_hs, degree, ring")
     derived_features: list[str] = Field(
         default_factory=list, description="network inputs computed from (X_t, A_t): any of num_hs, ring")
+    derived_networks: list[Literal["x", "adj"]] = Field(
+        default_factory=lambda: ["x", "adj"], min_length=1, description="the networks the derived features go to")
     adj_scale: Literal["raw", "unit"] = Field("raw", description="A as bond orders 0..3 (GDSS) or divided by 3")
     batch_size: PositiveInt = 1024
     split_path: str | None = Field(None, description="test split file; None = the default (GDSS's) split")
@@ -61,6 +64,8 @@ class DataConfig(_Section):
             del out["atom_features"]
         if not out.get("derived_features", True):
             del out["derived_features"]
+        if out.get("derived_networks") == ["x", "adj"]:
+            del out["derived_networks"]
         return out
 
     @property
@@ -72,10 +77,11 @@ class DataConfig(_Section):
         """Bond order 1 in A's scale."""
         return 1.0 if self.adj_scale == "raw" else 1 / 3
 
-    @property
-    def input_feat_num(self) -> int:
-        """Columns of the networks' node input: X's and the derived features'."""
-        return self.max_feat_num + derived_width(self.derived_features)
+    def input_feat_num(self, network: str) -> int:
+        """Columns of the node input of the ``"x"`` or ``"adj"`` network: X's, and the derived features' if
+        they go to it."""
+        derived = self.derived_features if network in self.derived_networks else ()
+        return self.max_feat_num + derived_width(derived)
 
 
 class SDEConfig(_Section):

@@ -12,10 +12,14 @@ X of a molecule is the concatenation of one-hot blocks, one row per atom (paddin
   "not the first column").
 
 All blocks are diffused together with the type block: unconditional sampling has no molecule to condition
-on, so a feature is either generated (part of X) or absent; none can be conditioning-only.  Decoding reads
-the element from the type block and, if present, the formal charge from the charge block; the other blocks
-are auxiliary targets that shape the learned score, not imposed on the decoded molecule (the bonds decide),
-and their agreement with the molecule is measured by ``molgen.decode.feature_consistency``.
+on, so a feature in X is generated.  Decoding reads the element from the type block and, if present, the
+formal charge from the charge block; the other blocks are auxiliary targets that shape the learned score, not
+imposed on the decoded molecule (the bonds decide), and their agreement with the molecule is measured by
+``molgen.decode.feature_consistency``.  The ``valence`` decoder also reads ``num_hs`` (``molgen.valence``).
+
+A feature that is a function of the molecule can instead be *derived* (``DERIVED_WIDTHS``,
+``data.derived_features``): computed from the noisy graph at every score call and given to the networks as
+input, not generated (``molgen.derived``).
 
 This module needs neither RDKit nor torch, so the config can check ``data.max_feat_num`` cheaply.
 """

@@ -355,7 +355,7 @@ class _CANScore(nn.Module):
         derived features (``data.input_feat_num``), output (CANScoreX): the score of X."""
         c, d = cfg.model.can, cfg.data
         kw = {"out_feat": d.max_feat_num} if cls is CANScoreX else {}
-        return cls(d.input_feat_num, **kw, hidden=c.hidden, num_layers=c.num_layers, heads=c.heads, gcn_depth=c.gcn_depth,
+        return cls(d.input_feat_num("x" if cls is CANScoreX else "adj"), **kw, hidden=c.hidden, num_layers=c.num_layers, heads=c.heads, gcn_depth=c.gcn_depth,
                    ring_features=c.ring_features, n_atom_types=d.feature_spec.blocks[0].width, max_ring=c.max_ring,
                    threshold=c.threshold, bond_unit=d.bond_unit)
 

@@ -153,7 +153,7 @@ class ScoreNetworkX(nn.Module):
     @classmethod
     def from_config(cls, cfg: RunConfig) -> "ScoreNetworkX":
         """Input: X and the derived features (``data.input_feat_num``); output: the score of X."""
-        return cls(cfg.data.input_feat_num, cfg.model.depth, cfg.model.nhid, out_feat=cfg.data.max_feat_num)
+        return cls(cfg.data.input_feat_num("x"), cfg.model.depth, cfg.model.nhid, out_feat=cfg.data.max_feat_num)
 
     def __init__(self, max_feat_num: int, depth: int, nhid: int, out_feat: int | None = None):
         super().__init__()
@@ -241,7 +241,7 @@ class ScoreNetworkA(nn.Module):
     @classmethod
     def from_config(cls, cfg: RunConfig) -> "ScoreNetworkA":
         m, d = cfg.model, cfg.data
-        return cls(d.input_feat_num, d.max_node_num, m.nhid, m.num_layers, m.num_linears, m.c_init, m.c_hid,
+        return cls(d.input_feat_num("adj"), d.max_node_num, m.nhid, m.num_layers, m.num_linears, m.c_init, m.c_hid,
                    m.c_final, m.adim, m.num_heads, m.conv)
 
     def __init__(self, max_feat_num: int, max_node_num: int, nhid: int, num_layers: int, num_linears: int,
