@@ -18,6 +18,7 @@ from typing import Sequence
 import torch
 
 from .config import RunConfig
+from .derived import DerivedAtomFeatures, WithDerivedInput
 from .nets import SCORE_NETWORKS, kernels
 from .nets.gdss import set_kernel_threads
 from .sampling import make_sampler
@@ -35,8 +36,16 @@ def build_sdes(cfg: RunConfig) -> tuple[SDE, SDE]:
 
 
 def build_nets(cfg: RunConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The score networks named by ``model.x`` and ``model.adj``, freshly initialised (X's first)."""
-    return SCORE_NETWORKS[cfg.model.x].from_config(cfg), SCORE_NETWORKS[cfg.model.adj].from_config(cfg)
+    """The score networks named by ``model.x`` and ``model.adj``, freshly initialised (X's first); with
+    ``data.derived_features`` those of ``data.derived_networks`` see them appended to X_t
+    (``derived.WithDerivedInput``)."""
+    nets = SCORE_NETWORKS[cfg.model.x].from_config(cfg), SCORE_NETWORKS[cfg.model.adj].from_config(cfg)
+    d = cfg.data
+    if not d.derived_features:
+        return nets
+    derive = DerivedAtomFeatures(d.derived_features, d.feature_spec, d.bond_unit)
+    return tuple(WithDerivedInput(net, derive) if name in d.derived_networks else net
+                 for name, net in zip(("x", "adj"), nets))
 
 
 def build_sampler(cfg: RunConfig, sde_x: SDE, sde_a: SDE, num_steps: int | None = None):

@@ -13,7 +13,7 @@ import yaml
 from pydantic import Field, PositiveInt, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from common.config import ConfigError, Section as _Section, apply_overrides, validated
-from .features import DEFAULT_ATOM_FEATURES, AtomFeatureSpec
+from .features import DEFAULT_ATOM_FEATURES, AtomFeatureSpec, check_derived_features, derived_width
 
 __all__ = ["ConfigError", "apply_overrides"]
 
@@ -22,7 +22,10 @@ class DataConfig(_Section):
     """What the model is trained on (``molgen.data.load_dataset``).
 
     ``atom_features`` lists the one-hot blocks of X (``molgen.features``; default ``["type"]``, GDSS's
-    encoding).  ``max_feat_num`` stays an explicit field, checked against the feature set's width rather
+    encoding); ``derived_features`` the atom features computed from the noisy graph at every score call and
+    given to the networks of ``derived_networks`` (default both) as extra input columns, not diffused
+    (``molgen.derived``; default none; the defaults are left out of the dumped config like a default
+    ``atom_features``).  ``max_feat_num`` stays an explicit field, checked against the feature set's width rather
     than derived from it: it fixes the networks' shapes, so a config that changes X's width must say so.
     A default ``atom_features`` is left out of the dumped config, so configs, checkpoints and digests of
     runs made before the field existed are unchanged and still compare equal.
@@ -34,6 +37,10 @@ class DataConfig(_Section):
     atom_features: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ATOM_FEATURES),
         description="blocks of X: type (first), then any of charge, aromatic, hybridization, num_hs, degree, ring")
+    derived_features: list[str] = Field(
+        default_factory=list, description="network inputs computed from (X_t, A_t): any of num_hs, ring")
+    derived_networks: list[Literal["x", "adj"]] = Field(
+        default_factory=lambda: ["x", "adj"], min_length=1, description="the networks the derived features go to")
     adj_scale: Literal["raw", "unit"] = Field("raw", description="A as bond orders 0..3 (GDSS) or divided by 3")
     batch_size: PositiveInt = 1024
     split_path: str | None = Field(None, description="test split file; None = the default (GDSS's) split")
@@ -43,6 +50,7 @@ class DataConfig(_Section):
     @model_validator(mode="after")
     def _check_features(self) -> "DataConfig":
         spec = self.feature_spec  # raises on unknown, repeated or misplaced names
+        check_derived_features(self.derived_features, spec.names)
         if self.max_feat_num != spec.width:
             raise ValueError(
                 f"data.max_feat_num={self.max_feat_num} but data.atom_features {self.atom_features} on "
@@ -54,11 +62,26 @@ class DataConfig(_Section):
         out = handler(self)
         if tuple(out.get("atom_features", ())) == DEFAULT_ATOM_FEATURES:
             del out["atom_features"]
+        if not out.get("derived_features", True):
+            del out["derived_features"]
+        if out.get("derived_networks") == ["x", "adj"]:
+            del out["derived_networks"]
         return out
 
     @property
     def feature_spec(self) -> AtomFeatureSpec:
         return AtomFeatureSpec.build(self.atom_features, dataset=self.dataset)
+
+    @property
+    def bond_unit(self) -> float:
+        """Bond order 1 in A's scale."""
+        return 1.0 if self.adj_scale == "raw" else 1 / 3
+
+    def input_feat_num(self, network: str) -> int:
+        """Columns of the node input of the ``"x"`` or ``"adj"`` network: X's, and the derived features' if
+        they go to it."""
+        derived = self.derived_features if network in self.derived_networks else ()
+        return self.max_feat_num + derived_width(derived)
 
 
 class SDEConfig(_Section):
@@ -162,7 +185,9 @@ class TrainConfig(_Section):
 
 
 class SamplerConfig(_Section):
-    """GDSS's sampler and sample sections (sample_qm9.yaml / sample_zinc250k.yaml)."""
+    """GDSS's sampler and sample sections (sample_qm9.yaml / sample_zinc250k.yaml), and the decoder of the
+    sampled graphs (the default, GDSS's, is left out of the dumped config, so runs made before the field
+    existed compare equal)."""
 
     predictor: Literal["Reverse", "Euler", "None", "S4"] = "Reverse"
     corrector: Literal["Langevin", "None"] = "Langevin"
@@ -175,6 +200,15 @@ class SamplerConfig(_Section):
     use_ema: bool = False
     batch_size: PositiveInt = 2500
     seed: int = 42
+    decoder: Literal["gdss", "valence"] = Field(
+        "gdss", description="molgen.decode: GDSS's (atom type and charge) or bond orders from charges and hydrogens")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_decoder(self, handler: SerializerFunctionWrapHandler) -> dict:
+        out = handler(self)
+        if out.get("decoder") == "gdss":
+            del out["decoder"]
+        return out
 
 
 class RunConfig(_Section):

@@ -27,6 +27,11 @@ Steps for each graph (following GDSS's ``utils/mol_utils.py`` and ``quantize_mol
    result cannot be parsed, or that has no atom, decodes to ``None``.
 
 With ``correct=False`` a graph that is not valid before correction decodes to ``None``.
+
+The ``valence`` decoder (``decoder="valence"``, ``sampler.decoder``) uses the generated charges and hydrogen
+counts instead of step 3: the bonded pairs are those of step 2, their orders the assignment closest to A that
+gives every atom the valence its element, charge and hydrogens leave (:mod:`molgen.valence`), valid without
+correction by construction.  A graph whose features admit no such assignment is decoded by the steps above.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from rdkit import Chem, RDLogger
 
 from .data import ATOM_VOCAB, atom_feature_indices, unscale_adjacency
 from .features import DEFAULT_ATOM_FEATURES, AtomFeatureSpec
+from .valence import assign_bond_orders, bond_valence_targets
 
 RDLogger.DisableLog("rdApp.*")
 
@@ -51,6 +57,7 @@ _BOND_TYPES = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondTyp
 _CHARGE_RULE_ELEMENTS = {7, 8, 16}  # N, O, S
 _ATOMIC_NUM = {s: Chem.GetPeriodicTable().GetAtomicNumber(s) for s in ATOM_VALENCY}
 _DEFAULT_VALENCE_BY_Z = {_ATOMIC_NUM[s]: v for s, v in ATOM_VALENCY.items()}
+DECODERS = ("gdss", "valence")
 
 
 class DecodeResult(NamedTuple):
@@ -193,14 +200,15 @@ def graph_to_mol(atom_syms: Sequence[str], bonds: np.ndarray, correct: bool = Tr
 
 
 class _Nodes(NamedTuple):
-    """Per graph: node indices of the atoms, element symbols, bond orders, charges (or None) and the
-    decoded non-type block indices ``(n, k)`` (-1: no column above 0.5)."""
+    """Per graph: node indices of the atoms, element symbols, bond orders, charges (or None), the decoded
+    non-type block indices ``(n, k)`` (-1: no column above 0.5) and the continuous bond values (raw scale)."""
 
     idx: np.ndarray
     syms: list
     bonds: np.ndarray
     charges: list | None
     blocks: np.ndarray
+    weights: np.ndarray
 
 
 def _decode_nodes(X, A, flags, spec: AtomFeatureSpec, adj_mode: str, atom_threshold: float | None) -> list[_Nodes]:
@@ -237,13 +245,96 @@ def _decode_nodes(X, A, flags, spec: AtomFeatureSpec, adj_mode: str, atom_thresh
         idx = np.nonzero(exists[b])[0]
         syms = [spec.vocab[t] for t in types[b, idx]]
         charges = None if charge_k is None else charge_values[blocks[b, idx, charge_k]].tolist()  # -1 -> 0
-        out.append(_Nodes(idx, syms, Q[b][np.ix_(idx, idx)], charges, blocks[b, idx]))
+        sub = np.ix_(idx, idx)
+        out.append(_Nodes(idx, syms, Q[b][sub], charges, blocks[b, idx], An[b][sub]))
     return out
 
 
 def _feature_spec(dataset: str, vocab: Sequence[str] | None, atom_features: Sequence[str] | None) -> AtomFeatureSpec:
     vocab = list(vocab) if vocab is not None else ATOM_VOCAB[dataset]
     return AtomFeatureSpec.build(DEFAULT_ATOM_FEATURES if atom_features is None else atom_features, vocab=vocab)
+
+
+class GraphDecoding(NamedTuple):
+    """One decoded graph: the molecule (or ``None``), whether it was valid without correction, whether its
+    bond orders came from the atom features (the ``valence`` decoder found an assignment) and how many bonds
+    got an order other than A's quantized one."""
+
+    mol: object
+    valid_wo_correction: bool
+    from_features: bool
+    bonds_changed: int
+
+
+def _hydrogens(g: _Nodes, spec: AtomFeatureSpec) -> list:
+    """Per atom, the ``num_hs`` category decoded (``None``: no column above 0.5, or no such block)."""
+    if "num_hs" not in spec:
+        return [None] * len(g.syms)
+    k = [b.name for b in spec.extra_blocks].index("num_hs")
+    cats = spec.block("num_hs").categories
+    return [cats[i] if i >= 0 else None for i in g.blocks[:, k].tolist()]
+
+
+def _valence_mol(g: _Nodes, spec: AtomFeatureSpec) -> tuple[Chem.RWMol, np.ndarray] | None:
+    """The molecule whose bond orders meet the valences of the decoded charges and hydrogen counts on A's
+    bond topology (:mod:`molgen.valence`), and those orders; ``None`` when no assignment exists."""
+    charges = g.charges if g.charges is not None else [0] * len(g.syms)
+    hydrogens = _hydrogens(g, spec)
+    targets = [bond_valence_targets(s, c, h) for s, c, h in zip(g.syms, charges, hydrogens)]
+    orders = assign_bond_orders(g.weights, targets)
+    if orders is None:
+        return None
+    mol = Chem.RWMol()
+    for s, c, h in zip(g.syms, charges, hydrogens):
+        atom = Chem.Atom(_ATOMIC_NUM[s])
+        atom.SetFormalCharge(int(c))
+        if isinstance(h, int):
+            atom.SetNumExplicitHs(h)
+            atom.SetNoImplicit(True)
+        mol.AddAtom(atom)
+    rows, cols = np.nonzero(np.triu(orders, k=1))
+    for i, j in zip(rows.tolist(), cols.tolist()):
+        mol.AddBond(i, j, _BOND_TYPES[int(orders[i, j])])
+    if _first_valence_problem(mol, fast=False) is not None:
+        return None
+    return mol, orders
+
+
+def _decode_graph(g: _Nodes, spec: AtomFeatureSpec, decoder: str = "gdss", correct: bool = True,
+                 largest_fragment: bool = True) -> GraphDecoding:
+    """One graph by ``decoder``: ``"gdss"`` (the module docstring's steps) or ``"valence"`` (bond orders from
+    the charges and hydrogen counts, :func:`_valence_mol`; where none meets them, the ``gdss`` steps)."""
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; known: {', '.join(DECODERS)}")
+    if decoder == "valence" and g.syms:
+        found = _valence_mol(g, spec)
+        if found is not None:
+            mol, orders = found
+            changed = int(np.triu(orders != g.bonds, k=1).sum())
+            return GraphDecoding(_finalize(mol, largest_fragment), True, True, changed)
+    mol, ok = graph_to_mol(g.syms, g.bonds, correct=correct, largest_fragment=largest_fragment, charges=g.charges)
+    return GraphDecoding(mol, bool(ok), False, 0)
+
+
+def decode_graphs(
+    X,
+    A,
+    flags=None,
+    dataset: str = "qm9",
+    correct: bool = True,
+    *,
+    decoder: str = "gdss",
+    adj_mode: str = "raw",
+    atom_threshold: float | None = ATOM_THRESHOLD,
+    largest_fragment: bool = True,
+    vocab: Sequence[str] | None = None,
+    atom_features: Sequence[str] | None = None,
+) -> list[GraphDecoding]:
+    """Decode a batch with ``decoder`` (:data:`DECODERS`), one :class:`GraphDecoding` per graph; arguments as
+    :func:`graphs_to_mols`."""
+    spec = _feature_spec(dataset, vocab, atom_features)
+    return [_decode_graph(g, spec, decoder, correct, largest_fragment)
+            for g in _decode_nodes(X, A, flags, spec, adj_mode, atom_threshold)]
 
 
 def graphs_to_mols(
@@ -253,6 +344,7 @@ def graphs_to_mols(
     dataset: str = "qm9",
     correct: bool = True,
     *,
+    decoder: str = "gdss",
     adj_mode: str = "raw",
     atom_threshold: float | None = ATOM_THRESHOLD,
     largest_fragment: bool = True,
@@ -261,18 +353,16 @@ def graphs_to_mols(
 ) -> DecodeResult:
     """Decode a batch: ``X`` (B, N, F), ``A`` (B, N, N), ``flags`` (B, N) or ``None``.
 
-    ``atom_features``: the blocks of X (default ``["type"]``, then ``F = len(vocab)``).
+    ``atom_features``: the blocks of X (default ``["type"]``, then ``F = len(vocab)``); ``decoder``: ``"gdss"``
+    (default) or ``"valence"`` (:func:`_decode_graph`).
     Returns ``DecodeResult(mols, valid_wo_correction)`` (a tuple): one RDKit mol or ``None``
     per graph, and whether each graph was valid before any correction.  See the module
     docstring for the thresholds and steps.
     """
-    spec = _feature_spec(dataset, vocab, atom_features)
-    mols, valid = [], []
-    for g in _decode_nodes(X, A, flags, spec, adj_mode, atom_threshold):
-        mol, ok = graph_to_mol(g.syms, g.bonds, correct=correct, largest_fragment=largest_fragment, charges=g.charges)
-        mols.append(mol)
-        valid.append(bool(ok))
-    return DecodeResult(mols, valid)
+    out = decode_graphs(X, A, flags, dataset, correct, decoder=decoder, adj_mode=adj_mode,
+                        atom_threshold=atom_threshold, largest_fragment=largest_fragment, vocab=vocab,
+                        atom_features=atom_features)
+    return DecodeResult([d.mol for d in out], [d.valid_wo_correction for d in out])
 
 
 def feature_consistency(
@@ -339,7 +429,10 @@ def mols_to_smiles(mols, canonical: bool = True) -> list:
 __all__ = [
     "ATOM_THRESHOLD",
     "BOND_THRESHOLDS",
+    "DECODERS",
     "DecodeResult",
+    "GraphDecoding",
+    "decode_graphs",
     "feature_consistency",
     "graph_to_mol",
     "graphs_to_mols",

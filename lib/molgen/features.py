@@ -12,10 +12,14 @@ X of a molecule is the concatenation of one-hot blocks, one row per atom (paddin
   "not the first column").
 
 All blocks are diffused together with the type block: unconditional sampling has no molecule to condition
-on, so a feature is either generated (part of X) or absent; none can be conditioning-only.  Decoding reads
-the element from the type block and, if present, the formal charge from the charge block; the other blocks
-are auxiliary targets that shape the learned score, not imposed on the decoded molecule (the bonds decide),
-and their agreement with the molecule is measured by ``molgen.decode.feature_consistency``.
+on, so a feature in X is generated.  Decoding reads the element from the type block and, if present, the
+formal charge from the charge block; the other blocks are auxiliary targets that shape the learned score, not
+imposed on the decoded molecule (the bonds decide), and their agreement with the molecule is measured by
+``molgen.decode.feature_consistency``.  The ``valence`` decoder also reads ``num_hs`` (``molgen.valence``).
+
+A feature that is a function of the molecule can instead be *derived* (``DERIVED_WIDTHS``,
+``data.derived_features``): computed from the noisy graph at every score call and given to the networks as
+input, not generated (``molgen.derived``).
 
 This module needs neither RDKit nor torch, so the config can check ``data.max_feat_num`` cheaply.
 """
@@ -44,6 +48,9 @@ FEATURE_CATEGORIES: dict[str, tuple] = {
     "ring": (0, 3, 4, 5, 6, 7, 8, "9+"),
 }
 ATOM_FEATURES: tuple[str, ...] = ("type",) + tuple(FEATURE_CATEGORIES)
+
+# Features computed from the noisy graph instead of diffused (``molgen.derived``) -> their input columns.
+DERIVED_WIDTHS: dict[str, int] = {"num_hs": 5, "ring": 3}
 
 
 @dataclass(frozen=True)
@@ -138,12 +145,37 @@ def check_atom_features(names: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+def check_derived_features(names: Sequence[str], atom_features: Sequence[str]) -> tuple[str, ...]:
+    """Validated derived feature names: known, no repeats, none also diffused (in ``atom_features``)."""
+    if isinstance(names, str):
+        raise ValueError(f"derived_features must be a list of names, got the string {names!r}")
+    names = tuple(names)
+    unknown = [n for n in names if n not in DERIVED_WIDTHS]
+    if unknown:
+        raise ValueError(f"unknown derived feature(s) {unknown}; choose from {list(DERIVED_WIDTHS)}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"derived feature(s) {repeated} listed more than once")
+    both = [n for n in names if n in atom_features]
+    if both:
+        raise ValueError(f"feature(s) {both} are both diffused (atom_features) and derived (derived_features)")
+    return names
+
+
+def derived_width(names: Sequence[str]) -> int:
+    """Number of input columns the derived features ``names`` add to X."""
+    return sum(DERIVED_WIDTHS[n] for n in names)
+
+
 __all__ = [
     "ATOM_FEATURES",
     "ATOM_VOCAB",
     "AtomFeatureSpec",
+    "DERIVED_WIDTHS",
     "DEFAULT_ATOM_FEATURES",
     "FEATURE_CATEGORIES",
     "FeatureBlock",
     "check_atom_features",
+    "check_derived_features",
+    "derived_width",
 ]

@@ -73,25 +73,33 @@ def sample_run(run: str | Path, n: int, overrides: list[str] | None = None, seed
 
 def sample_to_file(run_dir: str | Path, n: int, out: str | Path, seed: int | None = None,
                    overrides: Sequence[str] = (), num_steps: int | None = None, progress: bool = True) -> dict:
-    """Sample ``n`` graphs, decode them with GDSS's valency correction, write the valid SMILES to ``out`` and
-    the metadata (counts, validity without correction, timings, sampler, device, commit; with richer atom
-    features, how often the generated features agree with the decoded molecules) to ``out.json``."""
-    from .decode import feature_consistency, graphs_to_mols, mols_to_smiles
+    """Sample ``n`` graphs, decode them with ``sampler.decoder`` (GDSS's by default) and GDSS's valency
+    correction, write the valid SMILES to ``out`` and the metadata (counts, validity without correction,
+    timings, sampler, device, commit; with the ``valence`` decoder how many graphs took their bond orders from
+    the features and how many bonds that changed; with richer atom features, how often the generated features
+    agree with the decoded molecules) to ``out.json``."""
+    from .decode import decode_graphs, feature_consistency, mols_to_smiles
 
     res = sample_run(run_dir, n, list(overrides), seed=seed, progress=progress, num_steps=num_steps)
     cfg = res["config"]
     features = cfg.data.atom_features
     t0 = time.perf_counter()
-    mols, valid_wo_corr = graphs_to_mols(res["x"], res["adj"], res["flags"], dataset=cfg.data.dataset,
-                                         vocab=res["vocab"], atom_features=features)
-    smiles = [s for s in mols_to_smiles([m for m in mols if m is not None]) if s]
-    n_valid_wo = int(sum(bool(v) for v in valid_wo_corr))
+    decoded = decode_graphs(res["x"], res["adj"], res["flags"], dataset=cfg.data.dataset, decoder=cfg.sampler.decoder,
+                            vocab=res["vocab"], atom_features=features)
+    smiles = [s for s in mols_to_smiles([d.mol for d in decoded if d.mol is not None]) if s]
+    n_valid_wo = int(sum(d.valid_wo_correction for d in decoded))
     meta = {"run": str(run_dir), "epoch": res["epoch"], "n_sampled": int(n), "seed": seed,
             "overrides": list(overrides), "num_steps": num_steps, "n_smiles": len(smiles),
             "n_valid_wo_correction": n_valid_wo, "validity_wo_correction": n_valid_wo / max(n, 1),
             "seconds_sampling": round(res["seconds"], 2), "seconds_decoding": round(time.perf_counter() - t0, 2),
             "sampler": cfg.sampler.model_dump(mode="json"), "steps": num_steps or cfg.sde.adj.num_scales,
             "device": device_name(res["x"].device), "commit": git_commit()}
+    if cfg.sampler.decoder != "gdss":
+        from_features = [d for d in decoded if d.from_features]
+        meta["decoding"] = {"decoder": cfg.sampler.decoder, "n_from_features": len(from_features),
+                            "bonds_changed": int(sum(d.bonds_changed for d in from_features))}
+    if cfg.data.derived_features:
+        meta["derived_features"] = list(cfg.data.derived_features)
     if len(features) > 1:
         meta["atom_features"] = list(features)
         meta["feature_consistency"] = feature_consistency(res["x"], res["adj"], res["flags"], cfg.data.dataset,

@@ -90,6 +90,7 @@ def test_first_seed_runs_picks_the_lowest_seed_of_each_variant():
 
 
 FEAT = ["data.atom_features=[type, charge, aromatic, hybridization, num_hs, ring]", "data.max_feat_num=23"]
+DERIVED = ["data.atom_features=[type, charge]", "data.max_feat_num=7", "data.derived_features=[num_hs, ring]"]
 
 
 @pytest.mark.parametrize("config, overrides", [
@@ -98,13 +99,20 @@ FEAT = ["data.atom_features=[type, charge, aromatic, hybridization, num_hs, ring
     ("tiny_can", ["model.can.ring_features=false"]),
     ("tiny_can", ["model.can.ring_features=false", *FEAT]),
     ("tiny_can", FEAT),
-], ids=["gdss", "gdss_feat", "can", "can_feat", "can_feat_ring"])
+    ("tiny_can", [*FEAT, "sampler.decoder=valence"]),
+    ("tiny", DERIVED),
+    ("tiny_can", DERIVED),
+], ids=["gdss", "gdss_feat", "can", "can_feat", "can_feat_ring", "can_feat_ring_valence", "gdss_derived",
+        "can_derived"])
 def test_every_ablation_variant_trains_samples_and_evaluates(tmp_path, config, overrides):
     r = pipeline.run(config, tmp_path / "run", [*overrides, "train.num_epochs=1"], n_samples=8, num_steps=4,
                      progress=False)
     assert r["epochs"] == 1 and r["n_samples"] == 8 and r["fcd"] == r["fcd"]
     sampling = json.loads((tmp_path / "run" / "samples.smi.json").read_text())
-    assert ("feature_consistency" in sampling) == (config == "tiny_feat" or FEAT[0] in overrides)
+    assert ("feature_consistency" in sampling) == (config == "tiny_feat" or FEAT[0] in overrides
+                                                   or DERIVED[0] in overrides)
+    assert ("decoding" in sampling) == ("sampler.decoder=valence" in overrides)
+    assert sampling.get("derived_features", []) == (["num_hs", "ring"] if DERIVED[0] in overrides else [])
 
 
 def test_verdict_reads_the_ablation_results():

@@ -351,11 +351,13 @@ class _CANScore(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> "_CANScore":
-        """The network of ``model.can``, its atom-type block and bond unit read from ``data``."""
+        """The network of ``model.can``, its atom-type block and bond unit read from ``data``; input: X and the
+        derived features (``data.input_feat_num``), output (CANScoreX): the score of X."""
         c, d = cfg.model.can, cfg.data
-        return cls(d.max_feat_num, hidden=c.hidden, num_layers=c.num_layers, heads=c.heads, gcn_depth=c.gcn_depth,
+        kw = {"out_feat": d.max_feat_num} if cls is CANScoreX else {}
+        return cls(d.input_feat_num("x" if cls is CANScoreX else "adj"), **kw, hidden=c.hidden, num_layers=c.num_layers, heads=c.heads, gcn_depth=c.gcn_depth,
                    ring_features=c.ring_features, n_atom_types=d.feature_spec.blocks[0].width, max_ring=c.max_ring,
-                   threshold=c.threshold, bond_unit=1.0 if d.adj_scale == "raw" else 1 / 3)
+                   threshold=c.threshold, bond_unit=d.bond_unit)
 
     def __init__(self, max_feat_num: int, hidden: int = 24, num_layers: int = 3, heads: int = 4,
                  gcn_depth: int = 2, ring_features: bool = False, n_atom_types: int | None = None,
@@ -378,12 +380,13 @@ class _CANScore(nn.Module):
 class CANScoreX(_CANScore):
     """Time-conditioned node-feature score s(X_t, A_t, t) (B, N, F) from a cell-attention trunk.
 
-    Output: MLP([node state, |B1|-pooled edge states, temb]) per node, masked by the flags. Args: ``_CANScore``.
+    Output: MLP([node state, |B1|-pooled edge states, temb]) per node, masked by the flags. Args: ``_CANScore``;
+    ``out_feat`` the score's width when the input has more columns than X (derived features; default F).
     """
 
-    def __init__(self, max_feat_num: int, hidden: int = 24, **kw):
+    def __init__(self, max_feat_num: int, hidden: int = 24, out_feat: int | None = None, **kw):
         super().__init__(max_feat_num, hidden, **kw)
-        self.final = _mlp([3 * hidden, 2 * hidden, max_feat_num])
+        self.final = _mlp([3 * hidden, 2 * hidden, out_feat or max_feat_num])
 
     def forward(self, x: Tensor, adj: Tensor, flags: Tensor, t: Tensor,
                 cx: CellNeighbourhoods | None = None) -> Tensor:

@@ -144,22 +144,24 @@ def dense_of(pairs: Tensor, back: Tensor, n: int) -> Tensor:
 
 
 class ScoreNetworkX(nn.Module):
-    """s_theta(X_t, A_t) = MLP([H_0, H_1, ..., H_L]) with H_{i+1} = tanh(GCN(H_i, A_t)), H_0 = X_t; masked."""
+    """s_theta(X_t, A_t) = MLP([H_0, H_1, ..., H_L]) with H_{i+1} = tanh(GCN(H_i, A_t)), H_0 = X_t; masked.
+    ``out_feat``: the score's width when H_0 has more columns than X (derived features; default the input's)."""
 
     kernel_bound = True
     """On a CPU its work runs in the fused kernels; torch's own ops are tiny (``build.configure_threads``)."""
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> "ScoreNetworkX":
-        return cls(cfg.data.max_feat_num, cfg.model.depth, cfg.model.nhid)
+        """Input: X and the derived features (``data.input_feat_num``); output: the score of X."""
+        return cls(cfg.data.input_feat_num("x"), cfg.model.depth, cfg.model.nhid, out_feat=cfg.data.max_feat_num)
 
-    def __init__(self, max_feat_num: int, depth: int, nhid: int):
+    def __init__(self, max_feat_num: int, depth: int, nhid: int, out_feat: int | None = None):
         super().__init__()
         self.nfeat, self.depth, self.nhid = max_feat_num, depth, nhid
         self.layers = nn.ModuleList(
             MultiGCN(max_feat_num if i == 0 else nhid, 1, nhid) for i in range(depth))
         self.fdim = max_feat_num + depth * nhid
-        self.final = MLP(3, self.fdim, 2 * self.fdim, max_feat_num)
+        self.final = MLP(3, self.fdim, 2 * self.fdim, out_feat or max_feat_num)
         self.pairs = PairIndex()
 
     def forward(self, x: Tensor, adj: Tensor, flags: Tensor) -> Tensor:
@@ -239,7 +241,7 @@ class ScoreNetworkA(nn.Module):
     @classmethod
     def from_config(cls, cfg: RunConfig) -> "ScoreNetworkA":
         m, d = cfg.model, cfg.data
-        return cls(d.max_feat_num, d.max_node_num, m.nhid, m.num_layers, m.num_linears, m.c_init, m.c_hid,
+        return cls(d.input_feat_num("adj"), d.max_node_num, m.nhid, m.num_layers, m.num_linears, m.c_init, m.c_hid,
                    m.c_final, m.adim, m.num_heads, m.conv)
 
     def __init__(self, max_feat_num: int, max_node_num: int, nhid: int, num_layers: int, num_linears: int,
