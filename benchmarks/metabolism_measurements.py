@@ -189,6 +189,16 @@ def save_rows(path: Path, benchmark: str, rows: list[dict]) -> None:
                       "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0), "rows": rows})
 
 
+def record(rows: list[dict], row: dict, path: Path, benchmark: str, label: str) -> None:
+    """Append ``row``, save all rows (the benchmark resumes from them) and print its scores after ``label``."""
+    rows.append(row)
+    save_rows(path, benchmark, rows)
+    r2, cov = row.get("r2_determined"), row.get("coverage_determined")
+    print(f"{label} R2det {r2 if r2 is None else round(r2, 4)} flagged {row.get('flagged')} "
+          f"cov {cov if cov is None else round(cov, 2)} {row.get('cpu_seconds', 0):.0f} CPU s {row.get('error', '')}",
+          flush=True)
+
+
 def key(row: dict) -> tuple:
     return row["network"], row["seed"], row["dt"], row["noise"], row["estimator"]
 
@@ -238,12 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             row = {**cond, "error": f"{type(err).__name__}: {err}"[:2000]}
         row.update({"n_metabolites": net.n_metabolites, "n_experiments": DESIGN[cond["network"]]["n_experiments"],
                     "t_end": DESIGN[cond["network"]]["t_end"], "commit": git_commit(short=True)})
-        rows.append(row)
-        save_rows(args.out, "metabolism_measurements", rows)
-        r2 = row.get("r2_determined")
-        print(f"{cond['network']:12s} seed {cond['seed']} dt {cond['dt']:<4} noise {cond['noise']:<5} {est:12s} "
-              f"R2det {r2 if r2 is None else round(r2, 4)} flagged {row.get('flagged')} "
-              f"cov {row.get('coverage_determined')} {row.get('seconds', 0):.0f}s {row.get('error', '')}", flush=True)
+        record(rows, row, args.out, "metabolism_measurements",
+               f"{cond['network']:12s} seed {cond['seed']} dt {cond['dt']:<4} noise {cond['noise']:<5} {est:12s}")
     return 0
 
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common.provenance import git_commit  # noqa: E402
 from metabolism.synthetic import make_problem  # noqa: E402
-from metabolism_measurements import DESIGN, network, ours, save_rows, score  # noqa: E402
+from metabolism_measurements import DESIGN, network, ours, record, score  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "metabolism_refine_segments.json"
 
@@ -85,11 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                                        "rmse_log_end": got["rmse_log_end"], "seconds": got["seconds"],
                                        "cpu_seconds": got["cpu_seconds"], "refine_seconds": got["refine_seconds"],
                                        "commit": git_commit(short=True)}
-                                rows.append(row)
-                                save_rows(args.out, "metabolism_refine_segments", rows)
-                                print(f"{name} seed {seed} dt {dt} noise {noise} {est} segment {segment} first "
-                                      f"{first}: R2det {row['r2_determined']:.4f} flagged {row['flagged']} coverage "
-                                      f"{row['coverage_determined']:.2f} {row['cpu_seconds']:.0f} CPU s", flush=True)
+                                record(rows, row, args.out, "metabolism_refine_segments",
+                                       f"{name} seed {seed} dt {dt} noise {noise} {est} segment {segment} first "
+                                       f"{first}:")
     return 0
 
 

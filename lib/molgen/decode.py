@@ -330,38 +330,20 @@ def decode_graphs(
     vocab: Sequence[str] | None = None,
     atom_features: Sequence[str] | None = None,
 ) -> list[GraphDecoding]:
-    """Decode a batch with ``decoder`` (:data:`DECODERS`), one :class:`GraphDecoding` per graph; arguments as
-    :func:`graphs_to_mols`."""
+    """Decode a batch, one :class:`GraphDecoding` per graph: ``X`` (B, N, F), ``A`` (B, N, N), ``flags`` (B, N)
+    or ``None``. ``atom_features``: the blocks of X (default ``["type"]``, then ``F = len(vocab)``);
+    ``decoder``: :data:`DECODERS`, ``"gdss"`` (default) or ``"valence"`` (:func:`_decode_graph`). See the
+    module docstring for the thresholds and steps."""
     spec = _feature_spec(dataset, vocab, atom_features)
     return [_decode_graph(g, spec, decoder, correct, largest_fragment)
             for g in _decode_nodes(X, A, flags, spec, adj_mode, atom_threshold)]
 
 
-def graphs_to_mols(
-    X,
-    A,
-    flags=None,
-    dataset: str = "qm9",
-    correct: bool = True,
-    *,
-    decoder: str = "gdss",
-    adj_mode: str = "raw",
-    atom_threshold: float | None = ATOM_THRESHOLD,
-    largest_fragment: bool = True,
-    vocab: Sequence[str] | None = None,
-    atom_features: Sequence[str] | None = None,
-) -> DecodeResult:
-    """Decode a batch: ``X`` (B, N, F), ``A`` (B, N, N), ``flags`` (B, N) or ``None``.
-
-    ``atom_features``: the blocks of X (default ``["type"]``, then ``F = len(vocab)``); ``decoder``: ``"gdss"``
-    (default) or ``"valence"`` (:func:`_decode_graph`).
-    Returns ``DecodeResult(mols, valid_wo_correction)`` (a tuple): one RDKit mol or ``None``
-    per graph, and whether each graph was valid before any correction.  See the module
-    docstring for the thresholds and steps.
-    """
-    out = decode_graphs(X, A, flags, dataset, correct, decoder=decoder, adj_mode=adj_mode,
-                        atom_threshold=atom_threshold, largest_fragment=largest_fragment, vocab=vocab,
-                        atom_features=atom_features)
+def graphs_to_mols(X, A, flags=None, dataset: str = "qm9", correct: bool = True, **options) -> DecodeResult:
+    """Decode a batch (arguments and keyword ``options`` as :func:`decode_graphs`) to
+    ``DecodeResult(mols, valid_wo_correction)`` (a tuple): one RDKit mol or ``None`` per graph, and whether
+    each graph was valid before any correction."""
+    out = decode_graphs(X, A, flags, dataset, correct, **options)
     return DecodeResult([d.mol for d in out], [d.valid_wo_correction for d in out])
 
 

@@ -129,17 +129,24 @@ class AtomFeatureSpec:
         return " + ".join(f"{b.name} {b.width}" for b in self.blocks) + f" = {self.width}"
 
 
-def check_atom_features(names: Sequence[str]) -> tuple[str, ...]:
-    """Validated feature names: known, no repeats, ``type`` first."""
+def _known_once(names: Sequence[str], field: str, what: str, known) -> tuple[str, ...]:
+    """``names`` as a tuple after checking that it is a list of names in ``known``, each listed once (the
+    errors name the config ``field`` and call an entry a ``what``)."""
     if isinstance(names, str):
-        raise ValueError(f"atom_features must be a list of names, got the string {names!r}")
+        raise ValueError(f"{field} must be a list of names, got the string {names!r}")
     names = tuple(names)
-    unknown = [n for n in names if n not in ATOM_FEATURES]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown atom feature(s) {unknown}; choose from {list(ATOM_FEATURES)}")
+        raise ValueError(f"unknown {what}(s) {unknown}; choose from {list(known)}")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(f"atom feature(s) {repeated} listed more than once in {list(names)}")
+        raise ValueError(f"{what}(s) {repeated} listed more than once in {list(names)}")
+    return names
+
+
+def check_atom_features(names: Sequence[str]) -> tuple[str, ...]:
+    """Validated feature names: known, no repeats, ``type`` first."""
+    names = _known_once(names, "atom_features", "atom feature", ATOM_FEATURES)
     if not names or names[0] != "type":
         raise ValueError(f"atom_features must start with 'type' (the element block), got {list(names)}")
     return names
@@ -147,15 +154,7 @@ def check_atom_features(names: Sequence[str]) -> tuple[str, ...]:
 
 def check_derived_features(names: Sequence[str], atom_features: Sequence[str]) -> tuple[str, ...]:
     """Validated derived feature names: known, no repeats, none also diffused (in ``atom_features``)."""
-    if isinstance(names, str):
-        raise ValueError(f"derived_features must be a list of names, got the string {names!r}")
-    names = tuple(names)
-    unknown = [n for n in names if n not in DERIVED_WIDTHS]
-    if unknown:
-        raise ValueError(f"unknown derived feature(s) {unknown}; choose from {list(DERIVED_WIDTHS)}")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(f"derived feature(s) {repeated} listed more than once")
+    names = _known_once(names, "derived_features", "derived feature", DERIVED_WIDTHS)
     both = [n for n in names if n in atom_features]
     if both:
         raise ValueError(f"feature(s) {both} are both diffused (atom_features) and derived (derived_features)")
