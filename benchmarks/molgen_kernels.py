@@ -41,10 +41,14 @@ Method: one torch thread (``torch.set_num_threads(1)``; set ``OMP_NUM_THREADS=1`
 denormals flushed (as ``molgen.build.configure_threads``); the paths alternate within each repeat and the
 fastest of the repeats is reported (the machine is shared: other jobs only ever slow a timing). An op faster than
 20 ms is called several times per timing and the mean taken. Compiled paths are warmed up (compiled) first, the
-warm-up's wall time recorded as ``compile_s``; a compile that fails records its error instead of a time. Each
-pair of paths is checked to compute the same numbers (largest absolute difference of outputs and gradients;
-the sampling comparison is of the final sampled states, after the paths' rounding differences have gone
-through all steps).
+warm-up's wall time recorded as ``compile_s`` (in a fresh inductor cache unless ``--warm-inductor-cache``, so a
+compile from scratch); a compile that fails records its error instead of a time. The whole work's compiled
+networks are warmed up on every state that the repeats time, and every path is also timed once on a state none
+has seen (``unseen_state_s``: whether the compiled networks recompile for new shapes). Each pair of paths is
+checked to compute the same numbers: ``max_abs_diff``, the largest absolute difference of outputs and
+gradients (for sampling: of the final sampled states, after the paths' rounding differences have gone through
+all steps), read against ``max_abs_value``; ``entries_off``, how many entries differ by more than 1e-3 of their
+tensor's largest entry (a handful: a ReLU taken on the other side of its kink by a rounding difference).
 
 Results: ``benchmarks/results/molgen_kernels.json`` (``--json``), with the torch version, threads, load average
 and git commit.
@@ -56,6 +60,7 @@ import math
 import os
 import platform
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +68,9 @@ from typing import Callable
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch starts its thread pool
+    if "--warm-inductor-cache" not in sys.argv:  # compile times from scratch: a fresh inductor cache
+        _CACHE = tempfile.TemporaryDirectory(prefix="molgen_kernels_inductor_")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = _CACHE.name
 
 import torch  # noqa: E402
 
@@ -122,15 +130,32 @@ def max_abs_diff(a, b) -> float:
     return worst
 
 
+def entries_off(a, b, rel: float = 1e-3) -> str:
+    """"k/n": how many of the n entries of two results differ by more than ``rel`` times the largest absolute
+    entry of their tensor (a few entries far off with the rest close: a ReLU or max taken on the other side of
+    its kink by a rounding difference; many: a different function)."""
+    ta, tb = flat_tensors(a), flat_tensors(b)
+    if len(ta) != len(tb) or any(x.shape != y.shape for x, y in zip(ta, tb)):
+        return "structure differs"
+    off = total = 0
+    for x, y in zip(ta, tb):
+        x, y = x.detach().double(), y.detach().double()
+        tol = rel * float(x.abs().max()) if x.numel() else 0.0
+        off += int(((x - y).abs() > tol).sum())
+        total += x.numel()
+    return f"{off}/{total}"
+
+
 def max_abs(a) -> float:
     """The largest absolute entry of a result (the scale its differences are read against)."""
     return max((float(t.detach().abs().max()) for t in flat_tensors(a) if t.numel()), default=0.0)
 
 
-def agreement(results: dict[str, object]) -> dict[str, float]:
-    """``max_abs_diff`` of every pair of the paths' results, keyed "p-q" (paths in the given order)."""
+def agreement(results: dict[str, object], fn=max_abs_diff) -> dict[str, float]:
+    """``fn`` (``max_abs_diff``, ``entries_off``) of every pair of the paths' results, keyed "p-q" (paths in the
+    given order)."""
     names = list(results)
-    return {f"{p}-{q}": max_abs_diff(results[p], results[q]) for i, p in enumerate(names) for q in names[i + 1:]}
+    return {f"{p}-{q}": fn(results[p], results[q]) for i, p in enumerate(names) for q in names[i + 1:]}
 
 
 # ------------------------------------------------------------------------------------------ op cases
@@ -378,6 +403,7 @@ def run_case(case: Case, repeats: int, compile_: bool) -> dict:
     out["ratio_to_cpp"] = {p: (None if s is None else round(s / out["s"]["cpp"], 3))
                            for p, s in out["s"].items() if p != "cpp"}
     out["max_abs_diff"] = agreement(results)
+    out["entries_off"] = agreement(results, entries_off)
     out["max_abs_value"] = max_abs(results["torch"])
     return out
 
@@ -461,6 +487,7 @@ def whole(name: str, run: Path, args, compile_: bool) -> list[dict]:
         out["ratio_to_cpp"] = {p: (None if s is None else round(s / out["s"]["cpp"], 3))
                                for p, s in out["s"].items() if p != "cpp"}
         out["max_abs_diff"] = agreement(results)
+        out["entries_off"] = agreement(results, entries_off)
         out["max_abs_value"] = max_abs(results["torch"])
         rows.append(out)
         print(_line(out), flush=True)
@@ -474,7 +501,7 @@ def _line(r: dict) -> str:
     comp = s.get("compile", "") if "compile" in s else None
     extra = "".join(f" {p} {fmt(v)}" for p, v in s.items() if p not in ("cpp", "torch", "compile"))
     ratios = " ".join(f"{p}/cpp {v}" for p, v in r["ratio_to_cpp"].items())
-    diff = " ".join(f"{k} {v:.1e}" for k, v in r["max_abs_diff"].items())
+    diff = " ".join(f"{k} {v:.1e} ({r['entries_off'][k]} off)" for k, v in r["max_abs_diff"].items())
     return (f"{r['case']:<18} {r.get('mode', ''):<7} B={r['batch']:<5} cpp {fmt(s['cpp'])} torch {fmt(s['torch'])} "
             f"compile {'        -' if comp is None else fmt(comp)}{extra}  [{ratios}]  diff {diff}"
             + (f"  compile error: {r['compile_error'][:120]}" if r.get("compile_error") else ""))
@@ -482,7 +509,7 @@ def _line(r: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=5, help="timings per path of each op (fastest kept)")
+    ap.add_argument("--repeats", type=int, default=7, help="timings per path of each op (fastest kept)")
     ap.add_argument("--whole-repeats", type=int, default=3, help="timings per path of the step and sampling")
     ap.add_argument("--sample-n", type=int, default=300, help="graphs sampled at once")
     ap.add_argument("--sample-steps", type=int, default=10, help="sampling steps (spread over the time grid)")
@@ -494,6 +521,9 @@ def main() -> int:
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     ap.add_argument("--gdss-run", type=Path, default=RUNS / "gdss_s42")
     ap.add_argument("--can-run", type=Path, default=RUNS / "can_feat_ring_s42")
+    ap.add_argument("--warm-inductor-cache", action="store_true",
+                    help="use torch inductor's usual on-disk cache (default: a fresh one, so compile_s is a compile "
+                         "from scratch)")
     ap.add_argument("--json", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()
     only = None if args.cases is None else set(args.cases.split(","))
@@ -511,6 +541,7 @@ def main() -> int:
            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "kernel_threads": 1,
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpu": platform.processor() or platform.machine(),
            "cores": os.cpu_count(), "loadavg_start": list(os.getloadavg()), "git_commit": git_commit(ROOT),
+           "inductor_cache": "usual (warm)" if args.warm_inductor_cache else "fresh",
            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
            "kernels": [], "whole": []}
 

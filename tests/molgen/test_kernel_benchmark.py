@@ -30,6 +30,8 @@ def test_max_abs_diff_measures_and_rejects_mismatches():
     assert mk.max_abs_diff(torch.tensor([1.0, math.nan]), torch.tensor([1.0, 2.0])) == math.inf
     assert mk.max_abs_diff(torch.tensor([1.0, math.nan]), torch.tensor([1.5, math.nan])) == pytest.approx(0.5)
     assert mk.agreement({"p": a, "q": a, "r": b}) == pytest.approx({"p-q": 0.0, "p-r": 0.25, "q-r": 0.25})
+    assert mk.entries_off(a, b) == "1/7"  # one entry of the seven off by more than 1e-3 of its tensor's largest
+    assert mk.agreement({"p": a, "r": b}, mk.entries_off) == {"p-r": "1/7"}
 
 
 def _states(b: int = 20, f: int = 4):
