@@ -25,8 +25,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: on a loaded 2-core machine two threads per job fell from "
-                   "21 to under 1 training step/s)")
+                   help="torch CPU threads (default 1: beside another job on a 2-core machine two threads ran "
+                   "training 10x slower than one, alone 1.6x faster; benchmarks/threads.py)")
 
 
 def _set_threads(args: argparse.Namespace) -> None:

@@ -5,11 +5,13 @@ Training (``train.Trainer``), loading a trained run (``train.load_run``), sampli
 and the benchmarks build through these functions, so that a config field is read in one place.
 
 CPU threads (``configure_threads``): networks whose CPU work runs in the fused kernels (``kernel_bound``,
-GDSS's) split each batch over ``train.num_threads`` kernel threads while torch's own intra-op pool gets
-``train.torch_threads`` (default 1: its ops here are tiny, and OpenMP barriers cost more than they save on a
-busy machine); otherwise torch gets ``train.num_threads``. Unset, ``train.num_threads`` is torch's thread count
-when this module was imported (it follows ``OMP_NUM_THREADS``, so that jobs sharing a machine do not
-oversubscribe it).
+GDSS's) split each batch over ``train.num_threads`` kernel threads (unset: torch's thread count when this
+module was imported, which follows ``OMP_NUM_THREADS``) while torch's own intra-op pool gets
+``train.torch_threads`` (default 1: its ops here are tiny); other networks (CAN) run on ``train.num_threads``
+torch threads, unset 1. Why (``benchmarks/threads.py``, 2-core machine, beside one competing one-thread job):
+torch's OpenMP threads collapse when they outnumber the free cores (CAN training 7.5 steps/s on one thread,
+1.0 on two; alone, two threads gave 1.27x), the kernels' threads do not (GDSS 12.2 on one, 10.9 on two;
+alone 1.5x).
 """
 from __future__ import annotations
 
@@ -71,13 +73,12 @@ def configure_threads(cfg: RunConfig, device: torch.device, nets: Sequence[torch
     if device.type != "cpu":
         return
     torch.set_flush_denormal(True)
-    n = cfg.train.num_threads or DEFAULT_THREADS
     if kernels.available() and all(getattr(net, "kernel_bound", False) for net in nets):
         for net in nets:
-            set_kernel_threads(net, n)
+            set_kernel_threads(net, cfg.train.num_threads or DEFAULT_THREADS)
         if cfg.train.torch_threads:
             torch.set_num_threads(cfg.train.torch_threads)
     else:
         for net in nets:
             set_kernel_threads(net, None)
-        torch.set_num_threads(n)
+        torch.set_num_threads(cfg.train.num_threads or 1)

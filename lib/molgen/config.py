@@ -178,8 +178,9 @@ class TrainConfig(_Section):
     max_batches: PositiveInt | None = Field(None, description="cap on batches per epoch (quick runs)")
     compile: bool = Field(False, description="torch.compile the score networks")
     num_threads: int | None = Field(
-        None, ge=1, description="CPU threads of the fused kernels (None: the available cores; 1 can be faster on "
-                                "a machine busy with other jobs)")
+        None, ge=1, description="CPU threads: of the fused kernels for GDSS's networks (None: torch's thread count, "
+                                "which follows OMP_NUM_THREADS), torch's for the others (None: 1, since two torch "
+                                "threads beside another job ran 7x slower; benchmarks/threads.py)")
     torch_threads: int | None = Field(
         1, ge=1, description="torch intra-op threads when the fused kernels run (None: leave torch's setting)")
 

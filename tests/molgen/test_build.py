@@ -36,25 +36,29 @@ def test_sampler_from_the_config():
     assert isinstance(s4, S4Solver) and s4.num_steps == 5
 
 
-def test_threads_follow_torch_default_not_the_core_count(monkeypatch):
-    """Without train.num_threads, plain-torch networks keep torch's own thread count (OMP_NUM_THREADS), so two
-    jobs on one machine do not each take every core; an explicit train.num_threads wins."""
+def test_plain_torch_networks_default_to_one_thread(monkeypatch):
+    """Without train.num_threads, plain-torch networks run on one torch thread whatever the core count (two
+    beside another job collapse); an explicit train.num_threads wins."""
     monkeypatch.setattr(build, "DEFAULT_THREADS", 3)
+    torch.set_num_threads(3)
     cfg = load_config("tiny_can")
     build.configure_threads(cfg, CPU, build.build_nets(cfg))
-    assert torch.get_num_threads() == 3
+    assert torch.get_num_threads() == 1
     cfg = load_config("tiny_can", ["train.num_threads=2"])
     build.configure_threads(cfg, CPU, build.build_nets(cfg))
     assert torch.get_num_threads() == 2
 
 
 @pytest.mark.skipif(not kernels.available(), reason=f"no fused kernels: {kernels.unavailable_reason()}")
-def test_kernel_networks_get_the_threads_and_torch_one():
+def test_kernel_networks_get_the_threads_and_torch_one(monkeypatch):
     cfg = load_config("tiny", ["train.num_threads=2"])
     nets = build.build_nets(cfg)
     build.configure_threads(cfg, CPU, nets)
     assert torch.get_num_threads() == 1
     assert all(kernel_threads(m) == 2 for net in nets for m in net.modules())
+    monkeypatch.setattr(build, "DEFAULT_THREADS", 3)  # unset: the kernels take torch's count at import
+    build.configure_threads(load_config("tiny"), CPU, nets)
+    assert all(kernel_threads(m) == 3 for net in nets for m in net.modules())
 
 
 def test_loading_a_run_leaves_the_threads_alone(tmp_path):
