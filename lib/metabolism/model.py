@@ -116,7 +116,6 @@ class MetabolismGNN(nn.Module):
         self.node_mlp = mlp(1 + cfg.embedding_dim, cfg.hidden, cfg.n_layers)
         self.log_k = nn.Parameter(torch.full((m,), -1.5 * math.log(10)))
         self.c_scale, self.node_scale = c_scale, cfg.node_scale
-        self.node_enabled = True  # training switches the node term off during its warm-up
 
     @property
     def k(self) -> torch.Tensor:
@@ -124,8 +123,6 @@ class MetabolismGNN(nn.Module):
 
     def node_term(self, c: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
         """MLP_node(c_i, a_i) for c of shape (B, n)."""
-        if not self.node_enabled:
-            return torch.zeros_like(c)
         a = self.embedding if embedding is None else embedding
         x = torch.cat([(c / self.c_scale).unsqueeze(-1), a.expand(c.shape[0], -1, -1)], dim=-1)
         return self.node_scale * self.node_mlp(x).squeeze(-1)
@@ -138,5 +135,6 @@ class MetabolismGNN(nn.Module):
         v = self.k * self.phi(c)
         return self.to_metabolite(v.T, self.stoich_index, self.stoich_coeff, self.n).T
 
-    def forward(self, c: torch.Tensor) -> torch.Tensor:
-        return self.node_term(c) + self.reaction_term(c)
+    def forward(self, c: torch.Tensor, node: bool = True) -> torch.Tensor:
+        """dc/dt; without ``node`` the node term is 0 (training's warm-up fits the reactions alone)."""
+        return (self.node_term(c) if node else torch.zeros_like(c)) + self.reaction_term(c)

@@ -64,9 +64,9 @@ class TrainingData:
     def device(self) -> torch.device:
         return self.c.device
 
-    def terms(self, model: MetabolismGNN, rows: torch.Tensor) -> Terms:
+    def terms(self, model: MetabolismGNN, rows: torch.Tensor, node: bool = True) -> Terms:
         c = self.c[rows]
-        return model.phi(c), model.node_term(c), self.dcdt[rows]
+        return model.phi(c), model.node_term(c) if node else torch.zeros_like(c), self.dcdt[rows]
 
 
 def stoichiometry_matrix(model: MetabolismGNN, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -140,12 +140,14 @@ def ridge_schedule(cfg: TrainingConfig, step: int) -> float:
     return cfg.ridge_start * (cfg.ridge_end / cfg.ridge_start) ** frac
 
 
-def _rollout_loss(model: MetabolismGNN, data: TrainingData, steps: int, batch: int, gen: torch.Generator) -> torch.Tensor:
-    """Mean squared error of a differentiable RK4 rollout of `steps` frames against the data."""
+def _rollout_loss(model: MetabolismGNN, data: TrainingData, steps: int, batch: int, gen: torch.Generator,
+                  node: bool = True) -> torch.Tensor:
+    """Mean squared error of a differentiable RK4 rollout of `steps` frames against the data (the node term
+    0 without ``node``)."""
     B, T, _ = data.traj.shape
     b = torch.randint(0, B, (batch,), generator=gen, device="cpu").to(data.c.device)
     t0 = torch.randint(0, T - steps, (batch,), generator=gen, device="cpu").to(data.c.device)
-    pred = odeint(model, data.traj[b, t0], steps + 1, data.dt, "rk4", negative_tolerance=None, label="rollout loss")
+    pred = odeint(lambda c: model(c, node), data.traj[b, t0], steps + 1, data.dt, "rk4", negative_tolerance=None, label="rollout loss")
     err = 0.0
     for s in range(1, steps + 1):
         err = err + ((pred[:, s] - data.traj[b, t0 + s]) ** 2).mean()
@@ -171,9 +173,10 @@ def _function_params(model: MetabolismGNN, cfg: TrainingConfig) -> list[torch.nn
 
 
 def _batch_loss(model: MetabolismGNN, data, rows: torch.Tensor, S: torch.Tensor, var: torch.Tensor,
-                cfg: TrainingConfig, ridge: float, k_step: float) -> torch.Tensor:
-    """Normalised error of a batch of rows; in varpro mode also moves log k towards the batch optimum."""
-    terms = data.terms(model, rows)
+                cfg: TrainingConfig, ridge: float, k_step: float, node: bool = True) -> torch.Tensor:
+    """Normalised error of a batch of rows; in varpro mode also moves log k towards the batch optimum.
+    Without ``node`` the node term is 0 (the warm-up)."""
+    terms = data.terms(model, rows, node)
     target = terms[2]
     if cfg.k_solver != "varpro":
         phi, node, _ = terms
@@ -259,15 +262,15 @@ def fit_model(
                mininterval=1.0)
     fixed = torch.linspace(0, n_frames - 1, min(tc.lbfgs_frames, n_frames), device=data.device).long()
     for step in bar:
-        model.node_enabled = step >= tc.node_warmup_fraction * tc.steps
+        node = step >= tc.node_warmup_fraction * tc.steps  # the warm-up fits the reactions alone
         if step < tc.steps:
             if n_frames <= tc.batch_frames:  # few rows (windows): every step sees all of them
                 idx = torch.arange(n_frames, device=data.device)
             else:
                 idx = torch.randint(0, n_frames, (tc.batch_frames,), generator=gen).to(data.device)
-            loss = _batch_loss(model, data, idx, S, var, tc, ridge_schedule(tc, step), tc.k_average)
+            loss = _batch_loss(model, data, idx, S, var, tc, ridge_schedule(tc, step), tc.k_average, node)
             if tc.rollout_steps > 0:
-                loss = loss + tc.rollout_weight * _rollout_loss(model, data, tc.rollout_steps, 8, gen)
+                loss = loss + tc.rollout_weight * _rollout_loss(model, data, tc.rollout_steps, 8, gen, node)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
@@ -277,7 +280,7 @@ def fit_model(
         else:
             def closure() -> torch.Tensor:
                 lbfgs.zero_grad(set_to_none=True)
-                value = _batch_loss(model, data, fixed, S, var, tc, tc.ridge_end, 1.0)
+                value = _batch_loss(model, data, fixed, S, var, tc, tc.ridge_end, 1.0, node)
                 value.backward()
                 return value
 
@@ -289,7 +292,6 @@ def fit_model(
             bar.set_postfix(loss=f"{loss.item():.2e}", phase=phase)
         if done % tc.checkpoint_every == 0 or done in (tc.steps, total_steps):
             save(done)
-    model.node_enabled = True
     if tc.k_solver == "varpro":
         with torch.no_grad():
             model.log_k.copy_(solve_rate_constants(model, data, floor=tc.k_floor, ridge=tc.ridge_end).log())

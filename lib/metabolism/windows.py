@@ -122,8 +122,9 @@ class WindowData:
     def device(self) -> torch.device:
         return self.y.device
 
-    def node_values(self, model: MetabolismGNN) -> tuple[torch.Tensor, torch.Tensor]:
-        """phi (N, m) and the node term (N, n) at every quadrature node, from this step's tables."""
+    def node_values(self, model: MetabolismGNN, node: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """phi (N, m) and the node term (N, n; 0 without ``node``) at every quadrature node, from this step's
+        tables."""
         sub_table = model.f_sub.log_value(self.sub_grid.unsqueeze(-1), model.orders.to(self.sub_grid.dtype))
         read = self.sub_map(sub_table.T.reshape(-1, 1)).view(self.n_nodes, -1)
         if self.multiplicative:
@@ -131,15 +132,18 @@ class WindowData:
         else:
             phi = torch.zeros(self.n_nodes, self.m, dtype=read.dtype, device=read.device)
             phi = phi.index_add(1, self.edge_reaction, read.exp())
+        if not node:
+            return phi, torch.zeros(self.n_nodes, self.n, dtype=phi.dtype, device=phi.device)
         if self.c is not None:
             return phi, model.node_term(self.c)
         node_table = model.node_term(self.node_grid.unsqueeze(-1).expand(-1, self.n)).T.reshape(-1, 1)
         node = self.node_map(node_table).view(self.n_nodes, self.n)
         return phi, node
 
-    def terms(self, model: MetabolismGNN, rows: torch.Tensor):
-        """(phi, node, target) of the windows ``rows``: every term integrated against the window's psi."""
-        phi, node = self.node_values(model)
+    def terms(self, model: MetabolismGNN, rows: torch.Tensor, node: bool = True):
+        """(phi, node, target) of the windows ``rows``: every term integrated against the window's psi (the node
+        term 0 without ``node``)."""
+        phi, node = self.node_values(model, node)
         both = torch.cat([phi, node], 1)
         integrated = self.quadrature(both)[rows]
         return integrated[:, :self.m], integrated[:, self.m:], self.y[rows]

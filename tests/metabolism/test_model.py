@@ -78,3 +78,11 @@ def test_learned_substrate_function_evaluates_several_orders_at_once():
     dcdt = model(c)
     assert dcdt.shape == (4, 12) and torch.isfinite(dcdt).all()
     dcdt.sum().backward()
+
+
+def test_without_the_node_term_the_model_is_its_reactions_alone():
+    net = generate_network(NetworkConfig(n_metabolites=10, n_reactions=12), 0)
+    model = MetabolismGNN(net, ModelConfig()).double()
+    c = torch.rand(5, 10, dtype=torch.float64) * 5
+    assert torch.equal(model(c, node=False), model.reaction_term(c))
+    assert not torch.allclose(model(c), model(c, node=False))

@@ -53,3 +53,32 @@ def test_the_gradient_through_the_solve_is_the_envelope_gradient():
     (grad_held,) = torch.autograd.grad(((held - target) ** 2).sum(), phi)
     torch.testing.assert_close(grad_varpro, grad_held, rtol=1e-6, atol=1e-9)
     assert float(grad_held.abs().max()) > 1e-3  # the functions do move: the test is not vacuous
+
+
+def test_the_warm_up_fits_the_reactions_alone_on_both_kinds_of_rows():
+    """Without the node term a batch's loss gives the node MLP no gradient, on frames with dc/dt and on the
+    integral objective's windows (node MLP evaluated at the quadrature nodes, or read from its table); with
+    it, it does."""
+    from metabolism.config import ModelConfig, NetworkConfig, TrainingConfig
+    from metabolism.model import MetabolismGNN
+    from metabolism.network import generate_network
+    from metabolism.synthetic import make_problem
+    from metabolism.train import TrainingData, _batch_loss, stoichiometry_matrix
+    from metabolism.weakform import build
+    from metabolism.windows import WindowData
+
+    net = generate_network(NetworkConfig(n_metabolites=8, n_reactions=10), 1)
+    model = MetabolismGNN(net, ModelConfig()).double()
+    pb = make_problem(net, 1, 10.0, 0.1, 0.0, seed=1)
+    c = torch.as_tensor(pb.data.experiments[0].c, dtype=torch.float64)
+    frames = TrainingData(c=c, dcdt=torch.zeros_like(c), traj=c[None], dt=0.1)
+    wf = build(pb.data, window=10)
+    S = stoichiometry_matrix(model)
+    for data in (frames, WindowData(wf, model), WindowData(wf, model, node_size=1)):  # node MLP at nodes / tabulated
+        rows = torch.arange(min(data.n_rows, 16))
+        for node in (False, True):
+            model.zero_grad(set_to_none=True)
+            _batch_loss(model, data, rows, S, data.target.var(), TrainingConfig(), 1e-6, 0.0, node).backward()
+            grads = [p.grad for p in model.node_mlp.parameters()]
+            assert all(g is None for g in grads) != node
+            assert model.f_sub.net[0].weight.grad is not None
