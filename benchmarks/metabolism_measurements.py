@@ -22,7 +22,8 @@ over all), outliers (|delta log10 k| > 0.3) among them, the flagged count, inter
 (determined reactions), median |delta log10 k|, wall time and CPU time (``cpu_seconds``: the process's, or
 the peer subprocess's, on one thread; what the estimator costs whatever else shares the machine, so the
 ratios between estimators are taken on it). Rows are appended to the JSON as they finish,
-so the benchmark resumes; ``--only`` restricts the estimators, ``--networks``/``--seeds`` the grid.
+so the benchmark resumes; ``--only`` restricts the estimators, ``--networks``/``--seeds`` the grid, ``--set``
+passes fit config overrides to our estimators (a variant's rows go to their own ``--out``).
 
     python benchmarks/metabolism_measurements.py [--quick]
 """
@@ -122,7 +123,8 @@ def ours(stoich, data, estimator: str, workdir: Path, extra: list[str] | tuple[s
     return {**more, "k": res.k, "flagged": I.flagged, "lo": I.lo, "hi": I.hi, "seconds": time.perf_counter() - t0,
             "cpu_seconds": time.process_time() - c0 + prior, "cpu_whole": bool(np.isfinite(prior)),
             "training_seconds": training["seconds"], "training_cpu_seconds": training["cpu_seconds"],
-            "resumed": checkpoint.exists() and prior > 0, "window": res.report["objective"]["window"]}
+            "resumed": checkpoint.exists() and prior > 0, "window": res.report["objective"]["window"],
+            "c_ref": res.report["gauge"]["c_ref"]}
 
 
 def write_problem(directory: Path, net, data, noise: float) -> list[str]:
@@ -216,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="pyPESTO begins no new start after this many seconds (its row records the starts run)")
     p.add_argument("--noises", nargs="+", type=float, default=list(NOISES))
     p.add_argument("--dts", nargs="+", type=float, default=list(DTS))
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="fit config overrides for our estimators (e.g. model.c_ref=1); the rows record them")
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "metabolism_measurements")
     args = p.parse_args(argv)
     existing = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
@@ -234,19 +238,20 @@ def main(argv: list[str] | None = None) -> int:
                                            seed=cond["seed"]))
         net, pb = cache[ck]
         est = cond["estimator"]
-        work = args.work / "-".join(str(v) for v in key({**cond, "estimator": est.partition("+")[0]}))
+        work = args.work / "-".join([*(str(v) for v in key({**cond, "estimator": est.partition("+")[0]})),
+                                     *args.overrides])
         try:
             if est in ("fd-ls", "spline-ls"):
                 got = derivative_peer(net, pb.data, est)
             elif est in ("pypesto", "sindy", "sindy-stoich"):
                 got = peer(est, net, pb.data, cond["noise"], work, args.pypesto_starts, args.pypesto_max_seconds)
             else:
-                got = ours(net, pb.data, est, work)
+                got = ours(net, pb.data, est, work, args.overrides)
             row = {**cond, **score(net.k, got["k"], got["flagged"], got["lo"], got["hi"]),
                    **{k: v for k, v in got.items() if k not in ("k", "flagged", "lo", "hi")}}
         except Exception as err:  # a failed estimator is a result too: recorded, not retried
             row = {**cond, "error": f"{type(err).__name__}: {err}"[:2000]}
-        row.update({"n_metabolites": net.n_metabolites, "n_experiments": DESIGN[cond["network"]]["n_experiments"],
+        row.update({"overrides": args.overrides, "n_metabolites": net.n_metabolites, "n_experiments": DESIGN[cond["network"]]["n_experiments"],
                     "t_end": DESIGN[cond["network"]]["t_end"], "commit": git_commit(short=True)})
         record(rows, row, args.out, "metabolism_measurements",
                f"{cond['network']:12s} seed {cond['seed']} dt {cond['dt']:<4} noise {cond['noise']:<5} {est:12s}")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from common.config import ConfigError, Section as _Section, apply_overrides, validated
 
@@ -196,6 +196,14 @@ class RefineConfig(_Section):
                                  "the network's size; E. coli core about 0.1 GB, genome scale out of reach)")
 
 
+class FitModelConfig(ModelConfig):
+    """The GNN of a fit: the study's, with its gauge where the measured concentrations lie."""
+
+    c_ref: Literal["auto"] | PositiveFloat = Field(
+        "auto", description="gauge: MLP_sub(c_ref, s) = c_ref**s; auto: the geometric mean of the measured "
+        "concentrations (fit.resolve_gauge)")
+
+
 def _fit_training() -> "TrainingConfig":
     """The run defaults with a longer L-BFGS polish: on E. coli core (clean data, seed 901) 1,000 Adam and 50
     L-BFGS steps left R^2 of log k at 0.85, 3,000 and 100 reached 0.998."""
@@ -211,7 +219,7 @@ class FitConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     unit: str | None = Field(None, description="concentration unit, when the data table does not state it")
     time_unit: str | None = Field(None, description="time unit of the data")
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: FitModelConfig = Field(default_factory=FitModelConfig)
     training: TrainingConfig = Field(default_factory=_fit_training)
     weakform: WeakFormConfig = Field(default_factory=WeakFormConfig)
     uncertainty: UncertaintyConfig = Field(default_factory=UncertaintyConfig)

@@ -40,3 +40,14 @@ def test_overrides_and_file_layering(tmp_path):
     cfg = load_config(regime="homeostatic", path=path, overrides=["model.hidden=8"], seed=11)
     assert cfg.training.steps == 7 and cfg.model.hidden == 8 and cfg.seed == 11
     assert cfg.network.lambdas == [0.05, 0.1]
+
+
+def test_a_fits_gauge_is_auto_or_a_positive_concentration():
+    from metabolism.config import load_fit_config
+
+    assert load_fit_config().model.c_ref == "auto"
+    assert load_fit_config(overrides=["model.c_ref=2.5"]).model.c_ref == 2.5
+    for bad in ("0", "-1", "median"):
+        with pytest.raises(ConfigError, match=r"model\.c_ref"):
+            load_fit_config(overrides=[f"model.c_ref={bad}"])
+    assert load_config(regime="oscillatory").model.c_ref == 1.0  # the study's runs keep theirs

@@ -1,6 +1,7 @@
 """Fits to measured data: recovery on an imported network, the outputs, resuming, the command line."""
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from metabolism.cli import main
 from metabolism.config import load_fit_config
 from metabolism.evaluate import r2_identity
-from metabolism.fit import fit, fit_data
+from metabolism.fit import fit, fit_data, resolve_gauge
 from metabolism.importers import load_network
 from metabolism.measurements import write_measurements
 from metabolism.synthetic import draw_kinetics, make_problem
@@ -91,6 +92,7 @@ def test_a_killed_fit_resumes_to_the_same_result(problem, tmp_path, monkeypatch)
     resumed = fit_data(stoich, pb.data, cfg, out=tmp_path / "killed", progress=False)
     np.testing.assert_allclose(resumed.k, whole.k, rtol=1e-10)
     assert resumed.report["training"]["cpu_seconds"] > first > 0  # the cost counts both processes
+    assert resumed.report["gauge"] == {"c_ref": resolve_gauge(cfg, pb.data), "from": "geometric mean of the data"}
 
 
 def test_command_line_fit_and_its_errors(problem, tmp_path, capsys):
@@ -145,3 +147,18 @@ def test_the_figures_draw_an_interval_the_data_leave_open(problem, tmp_path):
     FigureCanvasAgg(fig).print_png(tmp_path / "k.png")  # raised OverflowError in the tick formatter before
     bottom, top = fig.axes[0].get_ylim()
     assert bottom == pytest.approx(k.min() / 1e3) and top == pytest.approx(k.max() * 1e3)
+
+
+def test_the_gnns_gauge_sits_in_the_data_unless_set(problem):
+    """auto: the geometric mean of the positive measured values (missing and zero values ignored), inside the
+    data's range; a configured value is kept."""
+    stoich, report, net, pb = problem
+    data = copy.deepcopy(pb.data)
+    data.experiments[0].c[0, 0] = np.nan
+    data.experiments[0].c[1, 0] = 0.0
+    values = np.concatenate([e.c.ravel() for e in data.experiments])
+    values = values[np.isfinite(values) & (values > 0)]
+    gauge = resolve_gauge(load_fit_config(), data)
+    assert gauge == pytest.approx(np.exp(np.log(values).mean()), rel=1e-12)
+    assert np.percentile(values, 5) < gauge < np.percentile(values, 95) and abs(gauge - 1.0) > 0.1
+    assert resolve_gauge(load_fit_config(overrides=["model.c_ref=1"]), data) == 1.0
