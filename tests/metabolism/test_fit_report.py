@@ -135,3 +135,28 @@ def test_coverage_is_judged_on_noisy_data_only():
     assert t.loc[t["noise"] == 0, "coverage_met"].isna().all() and t.loc[t["noise"] > 0, "coverage_met"].all()
     text = fr.sentences(pd.concat([noisy, clean], ignore_index=True))[2]
     assert text.startswith("With noise, its 95% intervals cover the true k in 94% to 94%") and "met in 2 of 2" in text
+
+
+def test_the_gauges_are_compared_on_the_data_sets_where_both_ran():
+    old = _rows(0.95, 0.5)  # rows from before the gauge was recorded: c_ref 1
+    new = _rows(0.99, 0.93)
+    new["c_ref"] = 3.4
+    new = new[~((new["seed"] == 2) & (new["dt"] == 1.0))]  # one data set fitted at the old gauge only
+    fixed_again = _rows(0.96, 0.6).assign(c_ref=1.0)  # the same data sets refitted at c_ref 1: not counted twice
+    t = fr.gauge_table(pd.concat([old, new, fixed_again], ignore_index=True))
+    assert len(t) == 3 and set(t["c_ref"]) == {3.4}
+    assert (t["r2_determined_1"] == 0.95).all() and (t["r2_determined_data"] == 0.99).all()
+    s = fr.gauge_sentence(t)
+    assert "more accurate on 3 of the 3 data sets" in s and "mean 0.950 at c_ref = 1 and 0.990" in s
+    assert "90–98% in 3 of 3 (at c_ref = 1: 0)" in s
+    new["r2_determined"] = 0.9
+    assert "more accurate on 0 of the 3" in fr.gauge_sentence(fr.gauge_table(pd.concat([old, new])))
+    assert fr.gauge_table(old).empty and "not yet been run at both gauges" in fr.gauge_sentence(fr.gauge_table(old))
+    assert list(fr.gauge_display(t)["R²"])[0] == "0.9500 → 0.9900"
+
+
+def test_the_gauge_of_the_benchmarks_gnn_fits_is_counted():
+    rows = _rows(0.99, 0.93)
+    assert "4 GNN fits in the benchmark tables above, 4 were made at c_ref = 1 and 0" in fr.gauge_count(rows)
+    rows["c_ref"] = np.where(rows["seed"] == 2, 3.4, np.nan)
+    assert "4 GNN fits in the benchmark tables above, 2 were made at c_ref = 1 and 2 at" in fr.gauge_count(rows)
