@@ -169,3 +169,29 @@ def test_fused_inference_forward_matches_gdss(shape):
         ref = reference_score_a(net_a, x, adj, flags)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
     assert torch.equal(out, out.transpose(1, 2))
+
+
+@needs_kernels
+def test_kernels_are_torch_operators_with_checked_shapes():
+    """Each kernel is a registered operator whose schema and shape function pass torch's own checks, its
+    autograd (the registered backward operator) gives torch's gradients (``test_fused_*``), and a wrong shape is
+    a ValueError naming the operator, before any pointer is passed."""
+    torch.manual_seed(0)
+    x, W, b, E = torch.randn(4, 5, 3), torch.randn(3, 2, 14), torch.randn(2, 14), torch.rand(4, 10, 2)
+    m = MLP(2, 5, 7, 3)
+    checks = ("test_schema", "test_faketensor")
+    torch.library.opcheck(torch.ops.molgen.gmh.default, (x, W, b, E, 4, 6, 2, 0.5, 1), test_utils=checks)
+    torch.library.opcheck(torch.ops.molgen.elu.default, (torch.randn(6, 3), 1), test_utils=checks)
+    wt = torch.cat([lin.weight.detach().t().reshape(-1) for lin in m.linears])
+    bs = torch.cat([lin.bias.detach() for lin in m.linears])
+    torch.library.opcheck(torch.ops.molgen.mlp.default, ([x, x[..., :2]], wt, bs, [5, 7, 3], 1), test_utils=checks)
+    with pytest.raises(ValueError, match=r"gmh: E must be \(B, N\(N-1\)/2, C\)"):
+        kernels.gmh(x, W, b, E[:, :9], 4, 6, 2, 0.5)
+    with pytest.raises(ValueError, match="gmh: X .* W .* bias"):
+        kernels.gmh(x, W, b, E, 4, 5, 2, 0.5)
+    with pytest.raises(ValueError, match="mlp: layer 0 needs weight"):
+        kernels.mlp([x[..., :2]], m.linears)
+    with pytest.raises(ValueError, match="leading shapes differ"):
+        kernels.mlp([x, x[:2, :, :2]], m.linears)
+    with pytest.raises(ValueError, match=r"do not make the layers \[6, 7, 3\]"):
+        torch.ops.molgen.mlp.default([x, x[..., :2]], wt, bs, [6, 7, 3], 1)
