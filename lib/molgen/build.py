@@ -15,6 +15,7 @@ alone 1.5x).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -69,10 +70,15 @@ def build_optimizer(net: torch.nn.Module, cfg: RunConfig) -> torch.optim.Adam:
 def configure_threads(cfg: RunConfig, device: torch.device, nets: Sequence[torch.nn.Module]) -> None:
     """Give ``nets`` and torch the CPU threads of ``cfg`` (see the module docstring) and flush denormals to
     zero in torch's ops (trained GDSS weights produce denormals, whose slow path made a step three times
-    slower). Nothing on a GPU."""
+    slower). Nothing on a GPU. Without the fused kernels (no C++ compiler, ``MOLGEN_KERNELS=0``) the networks
+    run their PyTorch path, and a warning says so once."""
     if device.type != "cpu":
         return
     torch.set_flush_denormal(True)
+    if not kernels.available():
+        warnings.warn(f"molgen: the fused CPU kernels are unavailable ({kernels.unavailable_reason()}); the "
+                      "networks run their PyTorch path (a GDSS training step 4.1x slower: "
+                      "benchmarks/molgen_kernels.py)", stacklevel=2)
     if kernels.available() and all(getattr(net, "kernel_bound", False) for net in nets):
         for net in nets:
             set_kernel_threads(net, cfg.train.num_threads or DEFAULT_THREADS)

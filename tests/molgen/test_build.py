@@ -67,3 +67,14 @@ def test_loading_a_run_leaves_the_threads_alone(tmp_path):
     torch.set_num_threads(1)
     _, net_x, net_a, _ = load_run(tmp_path)
     assert torch.get_num_threads() == 1 and kernel_threads(net_a) is None
+
+
+def test_without_the_kernels_a_warning_says_so_and_torch_runs(monkeypatch):
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    monkeypatch.setattr(kernels, "unavailable_reason", lambda: "RuntimeError: no C++ compiler found")
+    cfg = load_config("tiny")
+    nets = build.build_nets(cfg)
+    with pytest.warns(UserWarning, match=r"kernels are unavailable \(RuntimeError: no C\+\+ compiler found\); the "
+                                         "networks run their PyTorch path"):
+        build.configure_threads(cfg, CPU, nets)
+    assert torch.get_num_threads() == 1 and all(kernel_threads(m) is None for net in nets for m in net.modules())
