@@ -147,7 +147,8 @@ def _rollout_loss(model: MetabolismGNN, data: TrainingData, steps: int, batch: i
     B, T, _ = data.traj.shape
     b = torch.randint(0, B, (batch,), generator=gen, device="cpu").to(data.c.device)
     t0 = torch.randint(0, T - steps, (batch,), generator=gen, device="cpu").to(data.c.device)
-    pred = odeint(lambda c: model(c, node), data.traj[b, t0], steps + 1, data.dt, "rk4", negative_tolerance=None, label="rollout loss")
+    rhs = model if node else (lambda c: model(c, node=False))
+    pred = odeint(rhs, data.traj[b, t0], steps + 1, data.dt, "rk4", negative_tolerance=None, label="rollout loss")
     err = 0.0
     for s in range(1, steps + 1):
         err = err + ((pred[:, s] - data.traj[b, t0 + s]) ** 2).mean()
