@@ -148,6 +148,9 @@ def test_the_gauges_are_compared_on_the_data_sets_where_both_ran():
     assert (t["r2_determined_1"] == 0.95).all() and (t["r2_determined_data"] == 0.99).all()
     s = fr.gauge_sentence(t)
     assert "more accurate on 3 of the 3 data sets" in s and "mean 0.950 at c_ref = 1 and 0.990" in s
+    assert "(c_ref 3.4)" in s  # one value is named once, not as a range from it to itself
+    spread = t.assign(c_ref=[2.0, 3.4, 5.0])
+    assert "(c_ref from 2 to 5)" in fr.gauge_sentence(spread)
     assert "90–98% in 3 of 3 (at c_ref = 1: 0)" in s
     new["r2_determined"] = 0.9
     assert "more accurate on 0 of the 3" in fr.gauge_sentence(fr.gauge_table(pd.concat([old, new])))
@@ -159,4 +162,18 @@ def test_the_gauge_of_the_benchmarks_gnn_fits_is_counted():
     rows = _rows(0.99, 0.93)
     assert "4 GNN fits in the benchmark tables above, 4 were made at c_ref = 1 and 0" in fr.gauge_count(rows)
     rows["c_ref"] = np.where(rows["seed"] == 2, 3.4, np.nan)
+    assert "4 GNN fits in the benchmark tables above, 2 were made at c_ref = 1 and 2 at" in fr.gauge_count(rows)
+
+
+def test_the_tables_score_each_data_set_at_the_default_gauge_where_it_was_fitted_there():
+    old = _rows(0.95, 0.5)  # before the gauge was recorded: c_ref 1
+    new = _rows(0.99, 0.93, gnn="gnn+refine-functions")
+    new = new[(new["estimator"] == fr.DEFAULT) & (new["seed"] == 1)].assign(c_ref=3.4)
+    failed = new.iloc[:1].assign(error="RuntimeError: diverged", r2_determined=np.nan)
+    rows = fr.at_default(pd.concat([old, failed, new], ignore_index=True))
+    assert len(rows) == len(old)  # one row per data set and estimator
+    gnn = rows[rows["estimator"] == fr.DEFAULT].set_index("seed")
+    assert (gnn.loc[1, "r2_determined"] == 0.99).all() and (gnn.loc[2, "r2_determined"] == 0.95).all()
+    assert rows["error"].isna().all()  # a failed refit does not hide a fit that succeeded
+    assert (rows.loc[rows["estimator"] == "fd-ls", "r2_determined"] == 0.95).all()
     assert "4 GNN fits in the benchmark tables above, 2 were made at c_ref = 1 and 2 at" in fr.gauge_count(rows)
