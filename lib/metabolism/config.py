@@ -182,6 +182,8 @@ class RefineConfig(_Section):
         "benchmark behind it is); None, or a value not below `segment`: one stage")
     iterations: PositiveInt = Field(20, description="Levenberg-Marquardt iterations at most (5-7 sufficed on "
                                     "E. coli core)")
+    max_step: float = Field(2.0, gt=0, description="largest change of any refined parameter in one "
+                            "Levenberg-Marquardt step (log k: a factor e^2); trajectory.refine says why")
     safety: float = Field(0.5, gt=0, le=2.78, description="RK4 step times the largest |eigenvalue| of the "
                           "Jacobian (2.78: the stability bound; smaller for accuracy)")
     functions: bool = Field(True, description="GNN only: also correct its learned functions (alpha + beta c "

@@ -393,8 +393,9 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: 
     first = None
     if rc.first_segment is not None and rc.first_segment < segment:
         first = tj.refine(rhs, data, init, rc.first_segment, names, iterations=rc.iterations, safety=rc.safety,
-                          covariance=False, ridge=ridge)
-    ref = tj.refine(rhs, data, init, segment, names, iterations=rc.iterations, safety=rc.safety, ridge=ridge)
+                          covariance=False, ridge=ridge, max_step=rc.max_step)
+    ref = tj.refine(rhs, data, init, segment, names, iterations=rc.iterations, safety=rc.safety, ridge=ridge,
+                    max_step=rc.max_step)
     if model is not None:
         with torch.no_grad():
             model.log_k.copy_(rhs.log_k.to(model.log_k))

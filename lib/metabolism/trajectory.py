@@ -553,7 +553,7 @@ def _lm_step(N: _Normal, mu: float, ridge: torch.Tensor | None = None,
 
 def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None, segment: int,
            parameters: list[str], iterations: int = 20, safety: float = 0.5, tolerance: float = 1e-6,
-           covariance: bool = True, ridge: dict[str, float] | None = None,
+           covariance: bool = True, ridge: dict[str, float] | None = None, max_step: float = math.inf,
            progress: Callable[[int, float], None] | None = None) -> Refinement:
     """Fit the named ``parameters`` of ``rhs`` (and every segment's initial state) to the measured
     concentrations by multiple shooting (module docstring), with Levenberg-Marquardt; ``rhs`` is left at the
@@ -564,7 +564,10 @@ def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None
     lowers the objective by less than ``tolerance`` (relative). With ``covariance``, one more Jacobian at the
     end gives the parameters' covariance (``Refinement.cov``). ``ridge`` maps a parameter to the weight w of
     a penalty w theta^2 added to the sum of squared residuals (a Gaussian prior at 0 of variance sigma^2 / w):
-    it keeps a direction the data barely see (a function's correction where no sample lies) at 0."""
+    it keeps a direction the data barely see (a function's correction where no sample lies) at 0.
+    ``max_step`` bounds the change of any global parameter in one step (the step is shortened along its own
+    direction): Marquardt's damping scales with each parameter's curvature, so a log k the data barely see, with
+    a gradient, is otherwise sent e^200 away by every trial, each integration fails and the stage gives up."""
     t0 = time.perf_counter()
     device = next(rhs.parameters()).device
     seg = segments(data, segment)
@@ -600,6 +603,9 @@ def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None
         accepted = False
         for _ in range(8):
             dk, du = _lm_step(N, mu, w, theta)
+            longest = float(dk.abs().max()) if dk.numel() else 0.0
+            if longest > max_step:
+                dk, du = dk * (max_step / longest), du * (max_step / longest)
             trial = loss_of(theta + dk, u + du)
             if trial < loss:
                 gain = (loss - trial) / loss

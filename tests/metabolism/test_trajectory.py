@@ -197,6 +197,21 @@ def test_refinement_recovers_k_from_a_wrong_start_on_clean_data(toy):
     assert (np.diag(ref.cov) >= 0).all()
 
 
+def test_a_step_bound_keeps_a_k_far_below_the_data_from_stalling_the_refinement(toy):
+    """A k a million times too small: its rate term, gradient and curvature all vanish, so the damped step in
+    its log is ~1/k, every trial integration fails and the stage gives up at once; bounded, it climbs."""
+    net, pb = toy
+    start = net.k.copy()
+    start[0] *= 1e-6
+    moved = {}
+    for bound in (math.inf, 2.0):
+        ode = tj.MassActionODE(net, start, np.zeros(net.n_metabolites), np.zeros(net.n_metabolites))
+        ref = tj.refine(ode, pb.data, None, 10, ["log_k"], iterations=3, covariance=False, max_step=bound)
+        moved[bound] = (ref.improved, float(np.log(ode.k.detach().numpy()[0] / start[0])))
+    assert moved[math.inf] == (False, pytest.approx(0.0, abs=1e-9))
+    assert moved[2.0][0] and moved[2.0][1] == pytest.approx(6.0)  # three steps, each at the bound
+
+
 def test_a_parameter_the_data_ignore_gets_a_huge_variance_not_none():
     H = np.diag([4.0, 1.0, 0.0])
     cov = tj._inverse(H)
