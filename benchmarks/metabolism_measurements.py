@@ -19,9 +19,10 @@ oscillatory the regime's own single trajectory of 288 time units. Estimators on 
 
 Scores: R^2 of log10 k against y = x over the reactions each estimator's intervals call determined (and
 over all), outliers (|delta log10 k| > 0.3) among them, the flagged count, interval coverage of the true k
-(determined reactions), median |delta log10 k|, wall time and CPU time (``cpu_seconds``: the process's, or
-the peer subprocess's, on one thread; what the estimator costs whatever else shares the machine, so the
-ratios between estimators are taken on it). Rows are appended to the JSON as they finish,
+(determined reactions; for refined fits also that of the block-robust sandwich's intervals on the same
+reactions, ``coverage_robust_determined``), median |delta log10 k|, wall time and CPU time (``cpu_seconds``:
+the process's, or the peer subprocess's, on one thread; what the estimator costs whatever else shares the
+machine, so the ratios between estimators are taken on it). Rows are appended to the JSON as they finish,
 so the benchmark resumes; ``--only`` restricts the estimators, ``--networks``/``--seeds`` the grid, ``--set``
 passes fit config overrides to our estimators (a variant's rows go to their own ``--out``).
 
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
@@ -119,7 +121,11 @@ def ours(stoich, data, estimator: str, workdir: Path, extra: list[str] | tuple[s
         first = r.get("first_stage") or {}
         more = {"refine_seconds": r["seconds"], "refine_iterations": r["iterations"], "segment": r["segment_length"],
                 "first_segment": first.get("segment_length"), "first_iterations": first.get("iterations"),
-                "rmse_log_start": r["rmse_log_start"], "rmse_log_end": r["rmse_log_end"], "segments": r["segments"]}
+                "rmse_log_start": r["rmse_log_start"], "rmse_log_end": r["rmse_log_end"], "segments": r["segments"],
+                "robust_blocks": r.get("blocks")}
+        if r.get("sd_log_k_robust") is not None:
+            half = stats.norm.ppf(0.5 + res.report["intervals"]["level"] / 2) * np.asarray(r["sd_log_k_robust"])
+            more.update(lo_robust=res.k * np.exp(-half), hi_robust=res.k * np.exp(half))
     return {**more, "k": res.k, "flagged": I.flagged, "lo": I.lo, "hi": I.hi, "seconds": time.perf_counter() - t0,
             "cpu_seconds": time.process_time() - c0 + prior, "cpu_whole": bool(np.isfinite(prior)),
             "training_seconds": training["seconds"], "training_cpu_seconds": training["cpu_seconds"],
@@ -248,11 +254,17 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 got = ours(net, pb.data, est, work, args.overrides)
             row = {**cond, **score(net.k, got["k"], got["flagged"], got["lo"], got["hi"]),
-                   **{k: v for k, v in got.items() if k not in ("k", "flagged", "lo", "hi")}}
+                   **{k: v for k, v in got.items() if k not in ("k", "flagged", "lo", "hi", "lo_robust", "hi_robust")}}
+            if "lo_robust" in got:
+                robust = score(net.k, got["k"], got["flagged"], got["lo_robust"], got["hi_robust"])
+                row.update(coverage_robust_determined=robust["coverage_determined"],
+                           coverage_robust_all=robust["coverage_all"])
         except Exception as err:  # a failed estimator is a result too: recorded, not retried
             row = {**cond, "error": f"{type(err).__name__}: {err}"[:2000]}
-        row.update({"overrides": args.overrides, "n_metabolites": net.n_metabolites, "n_experiments": DESIGN[cond["network"]]["n_experiments"],
-                    "t_end": DESIGN[cond["network"]]["t_end"], "commit": git_commit(short=True)})
+        design = DESIGN[cond["network"]]
+        row.update({"overrides": args.overrides, "n_metabolites": net.n_metabolites,
+                    "n_experiments": design["n_experiments"], "t_end": design["t_end"],
+                    "commit": git_commit(short=True)})
         record(rows, row, args.out, "metabolism_measurements",
                f"{cond['network']:12s} seed {cond['seed']} dt {cond['dt']:<4} noise {cond['noise']:<5} {est:12s}")
     return 0

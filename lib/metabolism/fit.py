@@ -366,7 +366,8 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: 
     """Trajectory matching from the integral fit (``trajectory``): for the mass-action estimator its k and
     node term, for the GNN its k with the learned functions read from their ``tables``, held or (with
     ``refine.functions``) corrected, the correction pinned to 1 at the GNN's gauge ``c_ref``; intervals from
-    the curvature.
+    the curvature (the block-robust sandwich's standard errors of log k beside them in the report, measured
+    against the curvature's in the benchmark, not yet used for the intervals).
 
     In two stages when ``refine.first_segment`` is shorter than ``segment``: short segments first, from the
     integral fit, then the long ones from there. Long segments determine k better but trap a poor start: on
@@ -404,7 +405,8 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: 
     intervals = unc.log_intervals(k_new, ref.cov[:m, :m], vif, uc.level, uc.threshold)
     out = {"enabled": True, **ref.to_dict(), "first_stage": None if first is None else first.to_dict(),
            "seconds": ref.seconds + (0.0 if first is None else first.seconds), "parameters": names,
-           "intervals": "curvature of the trajectory fit (Gauss-Newton, the segments' states eliminated)"}
+           "intervals": "curvature of the trajectory fit (Gauss-Newton, the segments' states eliminated)",
+           "sd_log_k_robust": np.sqrt(np.clip(np.diag(ref.cov_robust)[:m], 0.0, None)).tolist()}
     if model is None:
         refined = {"alpha": rhs.alpha.detach().numpy(), "beta": rhs.beta.detach().numpy()}
     elif rc.functions:

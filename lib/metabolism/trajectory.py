@@ -439,6 +439,11 @@ class Refinement:
     cov: np.ndarray | None = None
     """Covariance of the refined global parameters (flat, in the order given): sigma^2 times the inverse of
     the Gauss-Newton curvature with the segments' states eliminated, sigma^2 from the residuals."""
+    cov_robust: np.ndarray | None = None
+    """The same from the block-robust sandwich (``robust_covariance``): residuals correlated in time (a model
+    that misses part of the dynamics) widen it, independent ones leave it about ``cov``."""
+    blocks: int = 0
+    """How many blocks of consecutive samples the sandwich summed its scores over."""
 
     @property
     def rmse_log_start(self) -> float:
@@ -449,7 +454,7 @@ class Refinement:
         return math.sqrt(self.loss_end)
 
     def to_dict(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if k != "cov"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("cov", "cov_robust")}
         return {**out, "rmse_log_start": self.rmse_log_start, "rmse_log_end": self.rmse_log_end}
 
 
@@ -532,6 +537,35 @@ def _inverse(H: np.ndarray, rcond: float = 1e-14) -> np.ndarray:
     return (V / w) @ V.T
 
 
+def robust_covariance(J: torch.Tensor, r: torch.Tensor, N: _Normal, H_inv: np.ndarray, n: int,
+                      block: int) -> tuple[np.ndarray, int]:
+    """Block-robust sandwich H^-1 (sum_g s_g s_g^T) H^-1 G / (G - 1) of the global parameters, and G.
+
+    s_g is the score of the global parameters summed over a block of ``block`` consecutive sample times of one
+    segment, with the segment's state profiled out (the Jacobian projected off its state's columns: the
+    parameters' own information, as in the Schur complement H). The curvature estimate sigma^2 H^-1 assumes
+    independent residuals; a model whose functions miss part of the dynamics leaves residuals that persist
+    for many samples, and its k errors are larger than that estimate says. Summing scores within blocks
+    keeps such correlation (batch means); with independent residuals the two estimates agree in expectation.
+
+    Shapes: J (B, (L + 1) n, p + n), r (B, (L + 1) n), H_inv (p, p)."""
+    p = H_inv.shape[0]
+    B, R = r.shape
+    times = R // n
+    Jk, Ju = J[..., :p], J[..., p:]
+    D = N.D + 1e-12 * torch.diag_embed(torch.diagonal(N.D, dim1=1, dim2=2).clamp_min(1e-300))
+    profiled = Jk - Ju @ torch.linalg.solve(D, N.C.transpose(1, 2))
+    scores = torch.einsum("btip,bti->btp", profiled.reshape(B, times, n, p), r.reshape(B, times, n))
+    pad = (-times) % block
+    if pad:
+        scores = torch.cat([scores, scores.new_zeros(B, pad, p)], 1)
+    summed = scores.reshape(B, -1, block, p).sum(2).reshape(-1, p)
+    summed = summed[summed.abs().sum(1) > 0].cpu().numpy()
+    G = summed.shape[0]
+    meat = summed.T @ summed
+    return H_inv @ meat @ H_inv * (G / max(G - 1, 1)), G
+
+
 def _lm_step(N: _Normal, mu: float, ridge: torch.Tensor | None = None,
              theta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One damped Gauss-Newton (Levenberg-Marquardt) step for the arrow-structured normal matrix: the global
@@ -554,7 +588,7 @@ def _lm_step(N: _Normal, mu: float, ridge: torch.Tensor | None = None,
 def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None, segment: int,
            parameters: list[str], iterations: int = 20, safety: float = 0.5, tolerance: float = 1e-6,
            covariance: bool = True, ridge: dict[str, float] | None = None, max_step: float = math.inf,
-           progress: Callable[[int, float], None] | None = None) -> Refinement:
+           robust_block: int | None = None, progress: Callable[[int, float], None] | None = None) -> Refinement:
     """Fit the named ``parameters`` of ``rhs`` (and every segment's initial state) to the measured
     concentrations by multiple shooting (module docstring), with Levenberg-Marquardt; ``rhs`` is left at the
     best parameters found (its start when the refinement did not lower the objective).
@@ -562,9 +596,11 @@ def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None
     ``initial_states`` (all samples, n) in the data's order of experiments and times, e.g. the smoothed
     trajectories: each segment starts there (at the measured sample when None). Stops when an accepted step
     lowers the objective by less than ``tolerance`` (relative). With ``covariance``, one more Jacobian at the
-    end gives the parameters' covariance (``Refinement.cov``). ``ridge`` maps a parameter to the weight w of
-    a penalty w theta^2 added to the sum of squared residuals (a Gaussian prior at 0 of variance sigma^2 / w):
-    it keeps a direction the data barely see (a function's correction where no sample lies) at 0.
+    end gives the parameters' covariance (``Refinement.cov``) and its block-robust counterpart
+    (``robust_covariance``; blocks of ``robust_block`` samples, the square root of a segment's when None).
+    ``ridge`` maps a parameter to the weight w of a penalty w theta^2 added to the sum of squared residuals
+    (a Gaussian prior at 0 of variance sigma^2 / w): it keeps a direction the data barely see (a function's
+    correction where no sample lies) at 0.
     ``max_step`` bounds the change of any global parameter in one step (the step is shortened along its own
     direction): Marquardt's damping scales with each parameter's curvature, so a log k the data barely see, with
     a gradient, is otherwise sent e^200 away by every trial, each integration fails and the stage gives up."""
@@ -621,12 +657,17 @@ def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None
     if not improved:
         theta, u, loss = theta0, u0, start_loss
     prob.load(theta)
-    cov = None
+    cov = cov_robust = None
+    blocks = 0
     if covariance:
         r, J = prob.linearised(theta, u)
         N = _normal(J, r, p)
         dof = max(count - p - seg.n_segments * u.shape[1], 1.0)
         sigma2 = float((r ** 2).sum()) / dof
-        cov = sigma2 * _inverse((_curvature(N) + torch.diag(w)).cpu().numpy())
+        H_inv = _inverse((_curvature(N) + torch.diag(w)).cpu().numpy())
+        cov = sigma2 * H_inv
+        block = robust_block or max(1, round(math.sqrt(seg.dt.shape[1] + 1)))
+        cov_robust, blocks = robust_covariance(J, r, N, H_inv, u.shape[1], block)
     return Refinement(loss_start=start_loss, loss_end=loss, iterations=it, step=h, segments=seg.n_segments,
-                      segment_length=segment, seconds=time.perf_counter() - t0, improved=improved, cov=cov)
+                      segment_length=segment, seconds=time.perf_counter() - t0, improved=improved, cov=cov,
+                      cov_robust=cov_robust, blocks=blocks)

@@ -212,6 +212,50 @@ def test_a_step_bound_keeps_a_k_far_below_the_data_from_stalling_the_refinement(
     assert moved[2.0][0] and moved[2.0][1] == pytest.approx(6.0)  # three steps, each at the bound
 
 
+def _robust_inputs(r: torch.Tensor, J: torch.Tensor, p: int):
+    N = tj._normal(J, r, p)
+    return N, tj._inverse(tj._curvature(N).numpy())
+
+
+def test_the_robust_covariance_profiles_each_segments_state_out():
+    """Blocks of a whole segment: the cluster sandwich of the scores with each segment's state columns
+    projected out explicitly (the information the Schur complement leaves to the global parameters)."""
+    g = torch.Generator().manual_seed(0)
+    B, times, n, p = 6, 5, 2, 3
+    J = torch.randn(B, times * n, p + n, generator=g, dtype=torch.float64)
+    r = torch.randn(B, times * n, generator=g, dtype=torch.float64)
+    N, H_inv = _robust_inputs(r, J, p)
+    got, G = tj.robust_covariance(J, r, N, H_inv, n, block=times)
+    scores = []
+    for b in range(B):
+        Ju, Jk = J[b, :, p:].numpy(), J[b, :, :p].numpy()
+        projected = Jk - Ju @ np.linalg.solve(Ju.T @ Ju, Ju.T @ Jk)
+        scores.append(projected.T @ r[b].numpy())
+    S = np.array(scores)
+    assert G == B
+    np.testing.assert_allclose(got, H_inv @ S.T @ S @ H_inv * B / (B - 1), rtol=1e-9, atol=1e-12)
+
+
+def test_the_robust_covariance_widens_for_residuals_correlated_in_time_only():
+    """Independent residuals: the sandwich agrees with sigma^2 H^-1; residuals that persist through a block
+    (a model missing part of the dynamics) make it several times wider, where the curvature cannot tell."""
+    g = torch.Generator().manual_seed(1)
+    B, times, n, p, block = 100, 100, 3, 1, 10
+    J = torch.randn(B, times * n, p + n, generator=g, dtype=torch.float64)
+    J[..., :p] += 1.0  # a parameter's sensitivity that keeps its sign through time
+    ratios = {}
+    for kind in ("independent", "persistent"):
+        e = torch.randn(B, times // block, 1, n, generator=g, dtype=torch.float64).expand(-1, -1, block, -1)
+        r = (torch.randn(B, times * n, generator=g, dtype=torch.float64) if kind == "independent"
+             else e.reshape(B, times * n).clone())
+        N, H_inv = _robust_inputs(r, J, p)
+        robust, _ = tj.robust_covariance(J, r, N, H_inv, n, block)
+        sigma2 = float((r ** 2).sum()) / (r.numel() - p - B * n)
+        ratios[kind] = np.diag(robust) / np.diag(sigma2 * H_inv)
+    assert np.all(np.abs(ratios["independent"] - 1) < 0.15)
+    assert np.all(ratios["persistent"] > 3)  # measured: 1.01 and 5.3 (about 1 + block / 2)
+
+
 def test_a_parameter_the_data_ignore_gets_a_huge_variance_not_none():
     H = np.diag([4.0, 1.0, 0.0])
     cov = tj._inverse(H)
@@ -246,6 +290,10 @@ def test_refined_mass_action_fit_lowers_the_trajectory_misfit_and_its_intervals_
     I = refined.intervals
     assert np.isfinite(I.lo).all() and (I.lo < refined.k).all() and (refined.k < I.hi).all()
     assert ((net.k >= I.lo) & (net.k <= I.hi)).mean() >= 6 / 7
+    robust = np.asarray(r["sd_log_k_robust"])  # beside the curvature's: same order where the model is right
+    curvature = np.log(I.hi / refined.k) / 1.959964
+    assert robust.shape == refined.k.shape and r["blocks"] > net.n_reactions
+    assert 0.3 < float(np.median(robust / curvature)) < 3
     assert weak.report["refine"] == {"enabled": False}
     assert "alpha" in refined.functions and (tmp_path / "rate_constants.csv").exists()
     first = r["first_stage"]  # short segments first, then auto's long ones
