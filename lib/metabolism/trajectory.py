@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import uncertainty as unc
 from .measurements import Measurements
 from .network import Stoichiometry
 from .simulate import rk4_step
@@ -523,10 +524,15 @@ def _normal(J: torch.Tensor, r: torch.Tensor, p: int) -> _Normal:
     return _Normal(A=G[:, :p, :p].sum(0), C=G[:, :p, p:], D=G[:, p:, p:], gk=g[:, :p].sum(0), gu=g[:, p:])
 
 
+def _state_solve(N: _Normal) -> torch.Tensor:
+    """D^-1 C^T (B, n, p): how each segment's state follows the global parameters when it is eliminated."""
+    D = N.D + 1e-12 * torch.diag_embed(torch.diagonal(N.D, dim1=1, dim2=2).clamp_min(1e-300))
+    return torch.linalg.solve(D, N.C.transpose(1, 2))
+
+
 def _curvature(N: _Normal) -> torch.Tensor:
     """The Gauss-Newton curvature of the global parameters with the segments' states eliminated."""
-    D = N.D + 1e-12 * torch.diag_embed(torch.diagonal(N.D, dim1=1, dim2=2).clamp_min(1e-300))
-    return N.A - torch.einsum("bpi,biq->pq", N.C, torch.linalg.solve(D, N.C.transpose(1, 2)))
+    return N.A - torch.einsum("bpi,biq->pq", N.C, _state_solve(N))
 
 
 def _inverse(H: np.ndarray, rcond: float = 1e-14) -> np.ndarray:
@@ -552,18 +558,12 @@ def robust_covariance(J: torch.Tensor, r: torch.Tensor, N: _Normal, H_inv: np.nd
     p = H_inv.shape[0]
     B, R = r.shape
     times = R // n
-    Jk, Ju = J[..., :p], J[..., p:]
-    D = N.D + 1e-12 * torch.diag_embed(torch.diagonal(N.D, dim1=1, dim2=2).clamp_min(1e-300))
-    profiled = Jk - Ju @ torch.linalg.solve(D, N.C.transpose(1, 2))
+    profiled = J[..., :p] - J[..., p:] @ _state_solve(N)
     scores = torch.einsum("btip,bti->btp", profiled.reshape(B, times, n, p), r.reshape(B, times, n))
-    pad = (-times) % block
-    if pad:
-        scores = torch.cat([scores, scores.new_zeros(B, pad, p)], 1)
-    summed = scores.reshape(B, -1, block, p).sum(2).reshape(-1, p)
-    summed = summed[summed.abs().sum(1) > 0].cpu().numpy()
-    G = summed.shape[0]
-    meat = summed.T @ summed
-    return H_inv @ meat @ H_inv * (G / max(G - 1, 1)), G
+    scores = scores.reshape(-1, p).cpu().numpy()
+    clusters = (np.arange(B)[:, None] * times + np.arange(times)[None, :] // block * block).reshape(-1)
+    live = np.abs(scores).sum(1) > 0  # samples with no measurement (padding, gaps) form no cluster
+    return unc.sandwich(H_inv, scores[live], clusters[live]), int(np.unique(clusters[live]).size)
 
 
 def _lm_step(N: _Normal, mu: float, ridge: torch.Tensor | None = None,
