@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     a.add_argument("--epochs", type=int, default=None, help="training budget of every run (default: the configs')")
     a.add_argument("--minutes", type=float, default=None,
-                   help="wall-time training budget of every run (train.max_minutes; --epochs stays a cap)")
+                   help="training-time budget of every run (train.max_minutes, on train.budget_clock: wall time unless "
+                        "--set train.budget_clock=cpu; --epochs stays a cap)")
     a.add_argument("--n", type=int, default=10000, help="molecules sampled per run")
     a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     a.add_argument("--quiet", action="store_true")

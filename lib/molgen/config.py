@@ -166,6 +166,10 @@ class TrainConfig(_Section):
     max_minutes: float | None = Field(
         None, gt=0, description="wall-time budget: stop after the epoch that brings the run's training time (the "
                                 "sum of its epochs' seconds, over all sessions) to this; num_epochs stays a cap")
+    budget_clock: Literal["wall", "cpu"] = Field(
+        "wall", description="the clock max_minutes counts: wall time, or this process's CPU time, which other "
+                            "jobs on the machine do not stretch (for one-thread CPU runs; equal to wall time "
+                            "on an idle core)")
     lr: float = Field(5e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     lr_schedule: bool = True
@@ -183,6 +187,13 @@ class TrainConfig(_Section):
                                 "threads beside another job ran 7x slower; benchmarks/threads.py)")
     torch_threads: int | None = Field(
         1, ge=1, description="torch intra-op threads when the fused kernels run (None: leave torch's setting)")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_clock(self, handler: SerializerFunctionWrapHandler) -> dict:
+        out = handler(self)
+        if out.get("budget_clock") == "wall":
+            del out["budget_clock"]
+        return out
 
 
 class SamplerConfig(_Section):

@@ -265,10 +265,15 @@ class Trainer:
 
     def fit(self) -> dict:
         """Train until ``train.num_epochs`` epochs are done (from wherever the run directory was), or until the
-        run's training time reaches ``train.max_minutes``."""
+        run's training time reaches ``train.max_minutes`` on ``train.budget_clock`` (wall or process CPU time)."""
         total = self.cfg.train.num_epochs
         budget = self.cfg.train.max_minutes
-        spent = sum(r.get("seconds", 0.0) for r in read_log(self.out)[:self.epoch]) if budget else 0.0
+        clock = "seconds_cpu" if self.cfg.train.budget_clock == "cpu" else "seconds"
+        earlier = read_log(self.out)[:self.epoch]
+        if budget and any(clock not in r for r in earlier):
+            raise ValueError(f"{self.out / LOG}: epochs logged without '{clock}' cannot count towards a "
+                             f"train.budget_clock={self.cfg.train.budget_clock!r} budget")
+        spent = sum(r[clock] for r in earlier) if budget else 0.0
         session = {"epochs": [self.epoch, self.epoch], "device": device_name(self.device), "commit": git_commit(),
                    "seconds": 0.0}
         sessions_path = self.out / SESSIONS
@@ -277,15 +282,16 @@ class Trainer:
         bar = tqdm(total=total, initial=self.epoch, desc="epochs", disable=not self.progress)
         last = {}
         while self.epoch < total and (budget is None or spent < 60.0 * budget):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             rec = self.train_epoch()
             t_train = time.perf_counter() - t0
             if self.cfg.train.test_loss:
                 rec.update(self.test_loss())
             self.epoch += 1
             rec = {"epoch": self.epoch, **rec, "seconds_train": round(t_train, 3),
-                   "seconds": round(time.perf_counter() - t0, 3)}
-            spent += rec["seconds"]
+                   "seconds": round(time.perf_counter() - t0, 3),
+                   "seconds_cpu": round(time.process_time() - c0, 3)}
+            spent += rec[clock]
             self.save()
             with open(self.out / LOG, "a") as f:
                 f.write(json.dumps(rec) + "\n")

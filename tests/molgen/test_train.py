@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from molgen.config import load_config
+from molgen.config import dump_config, load_config
 from molgen.train import EMA, CheckpointMismatch, Trainer, TrainData, load_checkpoint, load_run
 
 
@@ -88,6 +88,30 @@ def test_wall_time_budget_stops_training_and_counts_earlier_sessions(tmp_path, m
     Trainer(tiny_cfg(f"train.num_epochs={len(log) + 1}", "train.max_minutes=100"), tmp_path, data=data,
             progress=False).fit()
     assert load_checkpoint(tmp_path)["epoch"] == len(log) + 1
+
+
+def test_cpu_clock_budget_counts_process_time_not_wall_time(tmp_path, monkeypatch):
+    """``train.budget_clock=cpu``: the budget counts this process's CPU time, so a machine loaded by other
+    jobs (wall time running fast here) does not cut the run short; a log without CPU seconds is refused."""
+    import molgen.train as train_mod
+
+    cpu = iter(range(0, 10_000, 30))  # every process_time call advances 30 s
+    wall = iter(range(0, 100_000, 300))  # wall time runs ten times faster: a loaded machine
+    monkeypatch.setattr(train_mod.time, "process_time", lambda: float(next(cpu)))
+    monkeypatch.setattr(train_mod.time, "perf_counter", lambda: float(next(wall)))
+    data = synthetic_data()
+    cfg = tiny_cfg("train.num_epochs=50", "train.max_minutes=3", "train.budget_clock=cpu")
+    Trainer(cfg, tmp_path, data=data, progress=False).fit()
+    log = [json.loads(ln) for ln in (tmp_path / "log.jsonl").read_text().splitlines()]
+    spent = [sum(r["seconds_cpu"] for r in log[:i]) for i in range(len(log) + 1)]
+    assert 0 < len(log) < 50 and spent[-1] >= 180 > spent[-2]
+    assert all(r["seconds"] >= 10 * r["seconds_cpu"] > 0 for r in log), "the wall clock counted"
+    assert "budget_clock" in dump_config(cfg) and "budget_clock" not in dump_config(tiny_cfg())
+    old = [{k: v for k, v in r.items() if k != "seconds_cpu"} for r in log]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    with pytest.raises(ValueError, match="seconds_cpu"):
+        Trainer(tiny_cfg("train.num_epochs=50", "train.max_minutes=30", "train.budget_clock=cpu"), tmp_path,
+                data=data, progress=False).fit()
 
 
 def test_log_lines_after_the_checkpoint_are_dropped_on_resume(tmp_path):
