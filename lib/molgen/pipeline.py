@@ -187,6 +187,8 @@ def results(run_dir: str | Path) -> dict[str, Any]:
     out: dict[str, Any] = {"run": run_dir.name, "config": cfg.get("name"), "seed": cfg.get("seed"),
                            "epochs": log[-1]["epoch"] if log else 0,
                            "seconds_training": round(sum(r.get("seconds", 0.0) for r in log), 1)}
+    if log and all("seconds_cpu" in r for r in log):  # CPU time: logged since train.budget_clock
+        out["seconds_training_cpu"] = round(sum(r["seconds_cpu"] for r in log), 1)
     prov = run_dir / SESSIONS
     if prov.is_file():
         out["training_sessions"] = [json.loads(ln) for ln in prov.read_text().splitlines() if ln.strip()]

@@ -108,6 +108,7 @@ def test_every_ablation_variant_trains_samples_and_evaluates(tmp_path, config, o
     r = pipeline.run(config, tmp_path / "run", [*overrides, "train.num_epochs=1"], n_samples=8, num_steps=4,
                      progress=False)
     assert r["epochs"] == 1 and r["n_samples"] == 8 and r["fcd"] == r["fcd"]
+    assert 0 <= r["seconds_training_cpu"] and figures.metrics_table([tmp_path / "run"])["training CPU (min)"].notna().all()
     sampling = json.loads((tmp_path / "run" / "samples.smi.json").read_text())
     assert ("feature_consistency" in sampling) == (config == "tiny_feat" or FEAT[0] in overrides
                                                    or DERIVED[0] in overrides)
@@ -142,7 +143,12 @@ def test_equal_time_comparison_swaps_in_the_timed_runs():
     assert list(table.loc[table["variant"] == "gdss", "epochs"]) == [70, 70]
     text = figures.verdict({"source": "committed", "table": table.to_dict(orient="records")}, budget="time")
     assert "equal training time" in text and "GDSS trained 70 epochs in 11.2 min, `can` 15 in 11.0 min" in text
-    assert "not equal time" not in text and "topology helps" in text
+    assert "not equal time" not in text and "topology helps" in text and "(wall time)" in text
+    cpu = table.assign(**{"training CPU (min)": [11.4, 11.4, 11.5, 11.5]}).to_dict(orient="records")
+    text = figures.verdict({"table": cpu}, budget="time")
+    assert "(CPU time of one thread): GDSS trained 70 epochs in 11.4 min, `can` 15 in 11.5 min" in text
+    partial = table.assign(**{"training CPU (min)": [11.4, 11.4, float("nan"), float("nan")]})
+    assert "(wall time)" in figures.verdict({"table": partial.to_dict(orient="records")}, budget="time")
     by_time["fcd"], by_time["nspdk"] = [2.0, 2.2], [0.001, 0.0012]  # GDSS better beyond the spread
     table = figures.equal_time_table(by_epochs, by_time).to_dict(orient="records")
     assert "GDSS is better on both, beyond the seed spread" in figures.verdict({"table": table}, budget="time")
