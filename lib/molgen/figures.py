@@ -403,3 +403,33 @@ def cost_explanation(by_epochs: dict, by_time: dict, baseline: str = "gdss") -> 
     if math.isfinite(slower):
         text += f" Sampling takes {slower:.1f}x GDSS's time as well (both sampled at equal epochs)."
     return text
+
+
+def budget_answers(by_budget: dict[str, dict], baseline: str = "gdss") -> str:
+    """Where the answer changes across training budgets: ``by_budget`` maps a budget's name (in increasing
+    order) to the ablation results at that budget (``table`` of runs). Per budget, the best cell-attention
+    variant by FCD against the baseline on FCD, as better / worse beyond the seed spread or within it; the
+    sentence names the first budget at which that answer differs from the one before it."""
+    answers = []
+    for name, results in by_budget.items():
+        table = pd.DataFrame((results or {}).get("table") or [])
+        if table.empty or baseline not in set(table["variant"]) or best_cell_variant(table) is None:
+            continue
+        best = best_cell_variant(table)
+        row = compare(table, baseline, metrics=("fcd",)).set_index("variant").loc[best]
+        seeds = int(table.groupby("variant").size().min())
+        state = ("better" if row["better beyond spread"] else "worse" if row["worse beyond spread"]
+                 else "within the spread" if seeds > 1 else "unknown (one seed)")
+        answers.append((name, best, state, row["variant mean"], row["baseline mean"], seeds))
+    if not answers:
+        return "No budget has both a GDSS and a cell-attention run yet."
+    parts = [f"at {n}, `{b}` FCD {v:.2f} against GDSS's {g:.2f} ({s}; {k} seed(s))"
+             for n, b, s, v, g, k in answers]
+    text = "By budget: " + "; ".join(parts) + "."
+    changed = [(a, b) for a, b in zip(answers, answers[1:]) if a[2] != b[2]]
+    if len(answers) < 2:
+        return text + " One budget only, so where the answer changes is not measured yet."
+    if not changed:
+        return text + " The answer is the same at every budget measured."
+    before, after = changed[0]
+    return text + f" The answer changes between {before[0]} ({before[2]}) and {after[0]} ({after[2]})."

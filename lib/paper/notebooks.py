@@ -4,7 +4,8 @@ A notebook declares what it needs in its metadata, `{"paper": {"depends": ["simu
 executed first and its cache key is part of the dependent's key. `"inputs": ["{committed_root}/*/metrics.json"]`
 declares committed files it reads (glob patterns relative to the project root): their contents are part of
 its key too. A `{name}` in a pattern is the notebook's parameter of that name in the profile being run (else
-its default in the parameters cell): a list gives one pattern per element, None none at all, so each profile
+its default in the parameters cell): a list gives one pattern per element, a dict one per value, None none
+at all, so each profile
 depends only on the files its own parameters point at. Without declarations notebooks run in alphabetical
 order.
 """
@@ -99,7 +100,8 @@ class Notebook:
                     raise NotebookError(f"{self.path.name}: input pattern {pattern!r} names {name!r}, which is "
                                         "not a literal parameter of its parameters cell")
                 value = params.get(name, defaults.get(name))
-                values = value if isinstance(value, (list, tuple)) else [] if value is None else [value]
+                values = list(value.values()) if isinstance(value, dict) else \
+                    value if isinstance(value, (list, tuple)) else [] if value is None else [value]
                 choices.append([str(v) for v in values])
             for combo in itertools.product(*choices):
                 out.append(pattern.format(**dict(zip(names, combo))))

@@ -223,3 +223,17 @@ def test_tables_for_reading():
     assert list(runs.columns) == list(table["run"]) and runs.loc["NSPDK MMD (lower is better)", "can_s2"] == "0.0178"
     prov = figures.runs_provenance({"equal epochs": table})
     assert list(prov["budget"].unique()) == ["equal epochs"] and prov.loc[0, "run"] == "`gdss_s1`"
+
+
+def test_budget_answers_name_where_the_answer_changes():
+    def runs(gdss: float, can: float) -> dict:
+        return {"table": [{"variant": v, "seed": s, "epochs": 10, "fcd": f + 0.1 * s, "nspdk": 0.01}
+                          for v, f in (("gdss", gdss), ("can", can)) for s in (1, 2, 3)]}
+
+    text = figures.budget_answers({"11.4 CPU min": runs(4.0, 8.0), "60 CPU min": runs(3.0, 2.0)})
+    assert "at 11.4 CPU min, `can` FCD 8.20 against GDSS's 4.20 (worse; 3 seed(s))" in text
+    assert "changes between 11.4 CPU min (worse) and 60 CPU min (better)" in text
+    same = figures.budget_answers({"a": runs(4.0, 8.0), "b": runs(3.0, 6.0)})
+    assert "the same at every budget" in same
+    assert "not measured yet" in figures.budget_answers({"a": runs(4.0, 8.0), "b": {"table": []}})
+    assert "No budget" in figures.budget_answers({})

@@ -166,23 +166,25 @@ def test_inputs_must_be_a_list_of_patterns(tmp_path: Path, make_notebook, tiny_s
 
 def test_input_patterns_follow_the_profile_parameters(tiny_project: Project, make_notebook):
     """`{name}` in an input pattern is the profile's parameter (else the cell's default): a list gives one
-    pattern per element, None none; files another profile reads are not part of this profile's key."""
-    params = 'root = None\nruns = ["data/a"]\nprofile = "interactive"\nresults_path = None\nwork_dir = "w"\n'
+    pattern per element, a dict one per value, None none; files another profile reads are not part of this
+    profile's key."""
+    params = 'root = None\nruns = ["data/a"]\nnamed = {"short": "data/b"}\nprofile = "interactive"\nresults_path = None\nwork_dir = "w"\n'
     nb_path = tiny_project.notebooks_dir / "tiny.ipynb"
     make_notebook(nb_path, params, "print(1)")
     nb = nbformat.read(nb_path, as_version=4)
-    nb.metadata["paper"] = {"inputs": ["{root}/*.json", "{runs}/m.json"]}
+    nb.metadata["paper"] = {"inputs": ["{root}/*.json", "{runs}/m.json", "{named}/n.json"]}
     nbformat.write(nb, nb_path)
     for d in ("mine", "other", "data/a", "data/b"):
         (tiny_project.root / d).mkdir(parents=True)
-    for f in ("mine/x.json", "other/x.json", "data/a/m.json", "data/b/m.json"):
+    for f in ("mine/x.json", "other/x.json", "data/a/m.json", "data/b/m.json", "data/b/n.json"):
         (tiny_project.root / f).write_text("{}")
     (tiny_project.notebooks_dir / "params" / "default.yaml").write_text(
         "tiny:\n  root: mine\n  runs: [data/a, data/b]\n")
     (tiny_project.notebooks_dir / "params" / "other.yaml").write_text("tiny: {}\n")
     steps = {p: plan(tiny_project, p)["tiny"] for p in ("default", "other")}
-    assert set(steps["default"].parts["inputs"]) == {"mine/x.json", "data/a/m.json", "data/b/m.json"}
-    assert set(steps["other"].parts["inputs"]) == {"data/a/m.json"}  # root None: no pattern; runs: the default
+    assert set(steps["default"].parts["inputs"]) == {"mine/x.json", "data/a/m.json", "data/b/m.json",
+                                                     "data/b/n.json"}
+    assert set(steps["other"].parts["inputs"]) == {"data/a/m.json", "data/b/n.json"}  # root None: no pattern; runs: the default
     (tiny_project.root / "mine" / "x.json").write_text('{"changed": 1}')
     assert plan(tiny_project, "other")["tiny"].key == steps["other"].key
     assert plan(tiny_project, "default")["tiny"].key != steps["default"].key
