@@ -190,6 +190,10 @@ class RefineConfig(_Section):
                             "on each node term, a smooth factor on each substrate function) instead of holding "
                             "them; as many parameters as the mass-action model, so the same cost")
     knots: int = Field(8, ge=4, le=64, description="knots in log c of each substrate function's correction")
+    knot_range: Literal["table", "data"] = Field(
+        "table", description="where the knots lie: evenly over the tables' range (half the smallest to 1.5 times "
+        "the largest concentration), or over the measured concentrations' 1st-99th percentiles in log c (the "
+        "correction constant beyond), where the data can place them")
     function_ridge: float = Field(1e-4, ge=0, description="weight w of the penalty w theta^2 on the substrate "
                                   "corrections' knots (a prior of sd sigma / sqrt(w): about 1 in log at 1% noise), "
                                   "so that a knot no sample constrains stays at 0")

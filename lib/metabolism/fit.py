@@ -387,7 +387,7 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: 
         rhs = tj.MassActionODE(stoich, start, functions["alpha"], functions["beta"])
     else:
         rhs = tj.TabulatedGNN(tables, stoich, np.log(start), functions=rc.functions, knots=rc.knots,
-                              anchor=c_ref)
+                              anchor=c_ref, knot_range=measured_range(data) if rc.knot_range == "data" else None)
     trajectories = wfm.smooth(data, cfg.weakform.smoothing, cfg.weakform.log)
     init = np.concatenate([tr(e.t) for tr, e in zip(trajectories, data.experiments)])
     ridge = {"sub_correction": rc.function_ridge}
@@ -414,6 +414,14 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: 
     else:
         refined = functions
     return out, k_new, intervals, refined
+
+
+def measured_range(data: Measurements) -> tuple[float, float]:
+    """The 1st percentile of the positive measured concentrations and the 99th of all: the range the data
+    describe a function on."""
+    c = np.concatenate([e.c.ravel() for e in data.experiments])
+    c = c[np.isfinite(c)]
+    return float(np.percentile(c[c > 0], 1)), float(np.percentile(c, 99))
 
 
 def learned_functions(model: MetabolismGNN, wf: wfm.WeakForm, points: int = 200) -> dict:

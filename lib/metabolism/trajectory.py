@@ -157,10 +157,11 @@ class TabulatedGNN(RateModel):
     added to the node term as alpha + beta c, and ``sub_correction`` (orders, knots), the log factor on each
     substrate function at knots evenly spaced in log c, 0 at ``anchor`` (the GNN's gauge c_ref, where its
     substrate function is c_ref^s by construction, so that the correction keeps k in that gauge; None: the
-    middle of the range)."""
+    middle of the range). The knots span ``knot_range`` (lo, hi) in c, the correction constant beyond it; None:
+    the tables' range."""
 
     def __init__(self, tables, stoich: Stoichiometry, log_k: np.ndarray, functions: bool = False,
-                 knots: int = 8, anchor: float | None = None):
+                 knots: int = 8, anchor: float | None = None, knot_range: tuple[float, float] | None = None):
         super().__init__()
         if knots < 4:
             raise ValueError("the substrate-function correction needs at least 4 knots (Catmull-Rom)")
@@ -174,6 +175,13 @@ class TabulatedGNN(RateModel):
         self.register_buffer("S", torch.as_tensor(stoich.S, **kw))
         self.log_lo, self.log_hi, self.hi = tables.log_lo, tables.log_hi, tables.hi
         self.anchor = anchor
+        # the knots' coordinate is (u - knot_at) * knot_per_u, u the tables' grid coordinate
+        G = tables.sub.shape[-1]
+        k_lo, k_hi = (self.log_lo, self.log_hi) if knot_range is None else map(math.log, knot_range)
+        if not k_hi > k_lo:
+            raise ValueError(f"knot_range {knot_range} must be increasing")
+        per_log = (G - 1) / (self.log_hi - self.log_lo)
+        self.knot_at, self.knot_per_u = (k_lo - self.log_lo) * per_log, (knots - 1) / ((k_hi - k_lo) * per_log)
         self.multiplicative, self.m = tables.multiplicative, tables.m
         n = tables.node.shape[0]
         self.log_k = nn.Parameter(torch.as_tensor(log_k, **kw))
@@ -198,14 +206,14 @@ class TabulatedGNN(RateModel):
         knots = self.sub_correction.shape[-1] - 1
         if self.anchor is None:
             return torch.tensor(0.5 * knots, dtype=torch.float64, device=self.S.device)
-        u = (math.log(self.anchor) - self.log_lo) / (self.log_hi - self.log_lo)
-        return torch.tensor(min(max(u, 0.0), 1.0) * knots, dtype=torch.float64, device=self.S.device)
+        u = (math.log(self.anchor) - self.log_lo) / (self.log_hi - self.log_lo) * (self.sub.shape[-1] - 1)
+        v = (u - self.knot_at) * self.knot_per_u
+        return torch.tensor(min(max(v, 0.0), float(knots)), dtype=torch.float64, device=self.S.device)
 
     def log_factor(self, u: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The substrate functions' log correction at grid coordinates u for the orders ``rows``."""
         table = self.sub_correction
-        knots = table.shape[-1]
-        v = u / (self.sub.shape[-1] - 1) * (knots - 1)
+        v = (u - self.knot_at) * self.knot_per_u
         every = torch.arange(table.shape[0], device=table.device)
         middle = _catmull_rom(table, every, self._middle().expand(table.shape[0]))
         return _catmull_rom(table, rows, v) - middle[rows]
@@ -253,8 +261,8 @@ class TabulatedGNN(RateModel):
             if self.corrected:
                 K = self.sub_correction.shape[-1]
                 O = self.sub_correction.shape[0]
-                ratio = (K - 1) / (G - 1)
-                kidx, kw_, kdw = _catmull_rom_parts(u * ratio, K)
+                ratio = self.knot_per_u
+                kidx, kw_, kdw = _catmull_rom_parts((u - self.knot_at) * ratio, K)
                 corr = self.sub_correction[self.order[:, None], kidx]
                 midx, mw, _ = _catmull_rom_parts(self._middle().expand(O), K)
                 middle = (self.sub_correction[torch.arange(O, device=c.device)[:, None], midx] * mw).sum(-1)

@@ -2,6 +2,7 @@
 curvature intervals, and the refined fit end to end."""
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -124,7 +125,9 @@ def _models(net, data):
         tables = _wrong_tables(net, float(c.min()) * 0.5, float(c.max()) * 1.5)
         tables.multiplicative = multiplicative
         anchor = float(c.min()) * 2 if multiplicative else None  # the correction's 0 off the middle
-        tab = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True, anchor=anchor)
+        # knots over part of the samples' range (the correction constant beyond it) or over the tables'
+        knots = (float(c.min()) * 2, float(np.median(c))) if multiplicative else None
+        tab = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True, anchor=anchor, knot_range=knots)
         with torch.no_grad():
             for p in (tab.alpha, tab.beta, tab.sub_correction):
                 p.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(p.numel()))
@@ -136,13 +139,16 @@ def test_the_substrate_correction_keeps_the_gnns_gauge(toy):
     net, pb = toy
     c = np.concatenate([e.c for e in pb.data.experiments])
     tables = _wrong_tables(net, float(c.min()) * 0.5, float(c.max()) * 1.5)
-    for anchor in (1.0, float(c.min()) * 2, 1e-9):  # the gauge c_ref, another point, one below the tables
-        tab = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True, anchor=anchor)
+    ranges = (None, (float(c.min()) * 2, float(c.max()) * 0.8))  # knots over the tables' range or the data's
+    for anchor, knots in itertools.product((1.0, float(c.min()) * 2, 1e-9), ranges):
+        # the gauge c_ref, another point, one below the tables
+        tab = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True, anchor=anchor, knot_range=knots)
         with torch.no_grad():
             tab.sub_correction.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(0))
             at = tab._grid(torch.tensor([anchor], dtype=torch.float64))
             factor = tab.log_factor(at.expand(2, 1), torch.arange(2)[:, None])
-            beside = tab.log_factor((at * 1.1 + 0.5).expand(2, 1), torch.arange(2)[:, None])
+            inside = tab._grid(torch.tensor([1.37 * math.sqrt(float(c.min()) * float(c.max()))], dtype=torch.float64))
+            beside = tab.log_factor(inside.expand(2, 1), torch.arange(2)[:, None])
         np.testing.assert_allclose(factor.numpy(), 0.0, atol=1e-12)
         assert np.abs(beside.numpy()).max() > 1e-3
 
@@ -336,3 +342,28 @@ def test_a_refinement_beyond_its_memory_budget_is_skipped_and_said(toy):
     enough = fit_data(net, pb.data, load_fit_config(overrides=over + [f"refine.max_memory_gb={2 * need / 1e9}"]),
                       progress=False)
     assert enough.report["refine"]["enabled"]
+
+
+def test_knots_over_the_tables_range_are_the_default_and_a_data_range_places_them_inside(toy):
+    """``knot_range`` equal to the tables' range is the default placement (the same model); a narrower one
+    puts every knot inside it and holds the correction constant beyond it."""
+    net, pb = toy
+    c = np.concatenate([e.c for e in pb.data.experiments])
+    lo, hi = float(c.min()) * 0.5, float(c.max()) * 1.5
+    tables = _wrong_tables(net, lo, hi)
+    default = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True, anchor=1.0)
+    same = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True, anchor=1.0, knot_range=(lo, hi))
+    inside = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True, anchor=1.0,
+                             knot_range=(float(c.min()), float(np.median(c))))
+    grid = torch.as_tensor(np.geomspace(lo, hi, 50))
+    with torch.no_grad():
+        for tab in (default, same, inside):
+            tab.sub_correction.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(0))
+        rows = torch.zeros(50, dtype=torch.long)
+        f = {name: tab.log_factor(tab._grid(grid), rows).numpy()
+             for name, tab in (("default", default), ("same", same), ("inside", inside))}
+    np.testing.assert_allclose(f["same"], f["default"], rtol=1e-12, atol=1e-12)
+    beyond = grid.numpy() >= np.median(c)
+    assert np.ptp(f["inside"][beyond]) < 1e-12 < np.ptp(f["inside"][~beyond])
+    with pytest.raises(ValueError, match="increasing"):
+        tj.TabulatedGNN(tables, net, np.log(net.k), functions=True, knot_range=(2.0, 1.0))
