@@ -9,16 +9,23 @@ z = (ln k_hat - ln k_true) / sd (mean and sd: a calibrated fit has about 0 and 1
 intervals, z per reaction order, the correlation of z with the substrates' median log concentration, and
 the final trajectory objective (a model that contains the truth reaches at most the oracle's).
 
-    python benchmarks/metabolism_calibration.py fit ecoli_core 901 0.1 0.1 [KEY=VALUE ...]
+``truth=node`` or ``truth=substrate`` among the overrides (not a config key: a diagnostic) hands the refinement
+the GNN's tables with that function replaced by the true one (the homeostasis -lambda (c - baseline), or
+log c^s), the other as learned: which of the two learned functions biases k.
+
+    python benchmarks/metabolism_calibration.py fit ecoli_core 901 0.1 0.1 [KEY=VALUE ...] [truth=node]
     python benchmarks/metabolism_calibration.py report
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -29,6 +36,7 @@ from common.io import write_json  # noqa: E402
 from common.provenance import device_name, git_commit  # noqa: E402
 from metabolism.config import load_fit_config  # noqa: E402
 from metabolism.evaluate import r2_identity  # noqa: E402
+from metabolism import trajectory as tj  # noqa: E402
 from metabolism.fit import fit_data  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "metabolism_calibration"
@@ -43,8 +51,37 @@ def problem(network: str, seed: int, dt: float, noise: float):
     return net, mm.make_problem(net, d["n_experiments"], d["t_end"], dt, noise, seed=seed)
 
 
+@contextmanager
+def true_function(net, which: str | None) -> Iterator[None]:
+    """While the block runs, the refinement's ``TabulatedGNN`` gets tables whose ``which`` function ("node" or
+    "substrate") is the truth of ``net``; None: untouched."""
+    if which is None:
+        yield
+        return
+    if which not in ("node", "substrate"):
+        raise SystemExit(f"truth={which}: node or substrate")
+    build = tj.TabulatedGNN.__init__
+
+    def init(self, tables, *args, **kwargs):
+        tables = copy.copy(tables)
+        if which == "node":
+            c = np.linspace(0.0, tables.hi, tables.node.shape[-1])
+            tables.node = -net.lam[:, None] * (c[None, :] - net.baseline[:, None])
+        else:
+            orders = np.unique(net.substrate_edges()[2])
+            tables.sub = orders[:, None] * np.linspace(tables.log_lo, tables.log_hi, tables.sub.shape[-1])[None, :]
+        build(self, tables, *args, **kwargs)
+
+    tj.TabulatedGNN.__init__ = init
+    try:
+        yield
+    finally:
+        tj.TabulatedGNN.__init__ = build
+
+
 def fit(network: str, seed: int, dt: float, noise: float, overrides: list[str]) -> Path:
     net, pb = problem(network, seed, dt, noise)
+    truth = next((o.partition("=")[2] for o in overrides if o.startswith("truth=")), None)
     name = "-".join([network, str(seed), str(dt), str(noise), "_".join(overrides).replace("=", "-") or "default"])
     work = Path("/tmp/metabolism_calibration") / name
     trained = Path("/tmp/metabolism_measurements") / f"{network}-{seed}-{dt}-{noise}-gnn-model.c_ref=auto"
@@ -52,7 +89,9 @@ def fit(network: str, seed: int, dt: float, noise: float, overrides: list[str]) 
     if (trained / "checkpoint.pt").exists() and not (work / "checkpoint.pt").exists():
         shutil.copy(trained / "checkpoint.pt", work / "checkpoint.pt")
     base = ["estimator=gnn", "refine.enabled=true", "refine.functions=true", "model.c_ref=auto"]
-    res = fit_data(net, pb.data, load_fit_config(overrides=[*base, *overrides]), out=work, progress=False)
+    config = load_fit_config(overrides=[*base, *(o for o in overrides if not o.startswith("truth="))])
+    with true_function(net, truth):
+        res = fit_data(net, pb.data, config, out=work, progress=False)
     refine = res.report["refine"]
     out = OUT / f"{name}.json"
     write_json(out, {"network": network, "seed": seed, "dt": dt, "noise": noise, "overrides": overrides,

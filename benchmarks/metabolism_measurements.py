@@ -24,7 +24,8 @@ reactions, ``coverage_robust_determined``), median |delta log10 k|, wall time an
 the process's, or the peer subprocess's, on one thread; what the estimator costs whatever else shares the
 machine, so the ratios between estimators are taken on it). Rows are appended to the JSON as they finish,
 so the benchmark resumes; ``--only`` restricts the estimators, ``--networks``/``--seeds`` the grid, ``--set``
-passes fit config overrides to our estimators (a variant's rows go to their own ``--out``).
+passes fit config overrides to our estimators (a variant's rows go to their own ``--out``; ``refine.*`` overrides
+do not change the training, so variants that differ only in them resume the same trained GNN).
 
     python benchmarks/metabolism_measurements.py [--quick]
 """
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         net, pb = cache[ck]
         est = cond["estimator"]
         work = args.work / "-".join([*(str(v) for v in key({**cond, "estimator": est.partition("+")[0]})),
-                                     *args.overrides])
+                                     *(o for o in args.overrides if not o.startswith("refine."))])
         try:
             if est in ("fd-ls", "spline-ls"):
                 got = derivative_peer(net, pb.data, est)

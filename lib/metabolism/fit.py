@@ -343,7 +343,9 @@ def refined_parameters(stoich: Stoichiometry, cfg: FitConfig, orders: int) -> tu
     if cfg.estimator == "mass-action":
         return ["log_k", "alpha", "beta"], m + 2 * n
     if cfg.refine.functions:
-        return ["log_k", "alpha", "beta", "sub_correction"], m + 2 * n + orders * cfg.refine.knots
+        higher = ["gamma"] if cfg.refine.node_degree > 1 else []
+        return (["log_k", "alpha", "beta", *higher, "sub_correction"],
+                m + (cfg.refine.node_degree + 1) * n + orders * cfg.refine.knots)
     return ["log_k"], m
 
 
@@ -387,7 +389,8 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: 
         rhs = tj.MassActionODE(stoich, start, functions["alpha"], functions["beta"])
     else:
         rhs = tj.TabulatedGNN(tables, stoich, np.log(start), functions=rc.functions, knots=rc.knots,
-                              anchor=c_ref, knot_range=measured_range(data) if rc.knot_range == "data" else None)
+                              anchor=c_ref, knot_range=measured_range(data) if rc.knot_range == "data" else None,
+                              node_degree=rc.node_degree)
     trajectories = wfm.smooth(data, cfg.weakform.smoothing, cfg.weakform.log)
     init = np.concatenate([tr(e.t) for tr, e in zip(trajectories, data.experiments)])
     ridge = {"sub_correction": rc.function_ridge}
@@ -416,19 +419,22 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: 
     return out, k_new, intervals, refined
 
 
-def measured_range(data: Measurements) -> tuple[float, float]:
-    """The 1st percentile of the positive measured concentrations and the 99th of all: the range the data
-    describe a function on."""
-    c = np.concatenate([e.c.ravel() for e in data.experiments])
+def described_range(c: np.ndarray) -> tuple[float, float]:
+    """The 1st percentile of the positive finite concentrations ``c`` and the 99th of all finite ones: the range
+    they describe a function on."""
+    c = np.asarray(c, float).ravel()
     c = c[np.isfinite(c)]
     return float(np.percentile(c[c > 0], 1)), float(np.percentile(c, 99))
 
 
+def measured_range(data: Measurements) -> tuple[float, float]:
+    """``described_range`` of every measured concentration."""
+    return described_range(np.concatenate([e.c.ravel() for e in data.experiments]))
+
+
 def learned_functions(model: MetabolismGNN, wf: wfm.WeakForm, points: int = 200) -> dict:
     """The learned substrate function per order and node term per metabolite on the data's range."""
-    positive = wf.c[wf.c > 0]
-    lo, hi = float(np.percentile(positive, 1)), float(np.percentile(wf.c, 99))
-    grid = np.geomspace(lo, hi, points)
+    grid = np.geomspace(*described_range(wf.c), points)
     p = model.log_k
     with torch.no_grad():
         g = torch.as_tensor(grid, dtype=p.dtype, device=p.device)

@@ -154,15 +154,20 @@ class TabulatedGNN(RateModel):
     right-hand side at the cost of mass action, so that the Jacobians stay cheap (through the network itself
     they cost about 80 times more on E. coli core). Trainable: log k and, with ``functions``, the corrections
     of the functions (zero at the start, so the model is the GNN until they move): ``alpha``, ``beta`` (n,)
-    added to the node term as alpha + beta c, and ``sub_correction`` (orders, knots), the log factor on each
+    added to the node term as alpha + beta c (with ``node_degree`` d > 1 also ``gamma`` (n, d - 1), the
+    coefficients of (c / hi)^2 .. (c / hi)^d, hi the tables' top: a basis within [0, 1] keeps the normal
+    equations scaled), and ``sub_correction`` (orders, knots), the log factor on each
     substrate function at knots evenly spaced in log c, 0 at ``anchor`` (the GNN's gauge c_ref, where its
     substrate function is c_ref^s by construction, so that the correction keeps k in that gauge; None: the
     middle of the range). The knots span ``knot_range`` (lo, hi) in c, the correction constant beyond it; None:
     the tables' range."""
 
     def __init__(self, tables, stoich: Stoichiometry, log_k: np.ndarray, functions: bool = False,
-                 knots: int = 8, anchor: float | None = None, knot_range: tuple[float, float] | None = None):
+                 knots: int = 8, anchor: float | None = None, knot_range: tuple[float, float] | None = None,
+                 node_degree: int = 1):
         super().__init__()
+        if node_degree < 1:
+            raise ValueError(f"node_degree must be at least 1 (alpha + beta c), not {node_degree}")
         if knots < 4:
             raise ValueError("the substrate-function correction needs at least 4 knots (Catmull-Rom)")
         kw = dict(dtype=torch.float64)
@@ -189,6 +194,8 @@ class TabulatedGNN(RateModel):
         if functions:
             self.alpha = nn.Parameter(torch.zeros(n, **kw))
             self.beta = nn.Parameter(torch.zeros(n, **kw))
+            if node_degree > 1:
+                self.gamma = nn.Parameter(torch.zeros(n, node_degree - 1, **kw))
             self.sub_correction = nn.Parameter(torch.zeros(tables.sub.shape[0], knots, **kw))
 
     @property
@@ -218,6 +225,17 @@ class TabulatedGNN(RateModel):
         middle = _catmull_rom(table, every, self._middle().expand(table.shape[0]))
         return _catmull_rom(table, rows, v) - middle[rows]
 
+    def _node_shift(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The node terms' correction alpha + beta c + sum_d gamma_d (c / hi)^d at c (..., n), and its
+        derivative in c."""
+        shift, slope = self.alpha + self.beta * c, self.beta.expand_as(c)
+        if hasattr(self, "gamma"):
+            powers = torch.arange(2, self.gamma.shape[1] + 2, dtype=c.dtype, device=c.device)
+            x = c[..., None] / self.hi
+            shift = shift + (self.gamma * x ** powers).sum(-1)
+            slope = slope + (self.gamma * powers * x ** (powers - 1)).sum(-1) / self.hi
+        return shift, slope
+
     def functions(self, grid: np.ndarray, substrate: np.ndarray, node: np.ndarray) -> dict:
         """The corrected functions on ``grid`` from the network's own values there (``substrate`` (orders,
         G), ``node`` (n, G), as ``fit.learned_functions`` tabulates them)."""
@@ -227,7 +245,7 @@ class TabulatedGNN(RateModel):
             g = torch.as_tensor(grid, dtype=torch.float64, device=self.S.device)
             orders = torch.arange(self.sub.shape[0], device=g.device)[:, None].expand(-1, g.numel())
             factor = self.log_factor(self._grid(g)[None, :].expand_as(orders), orders).exp().cpu().numpy()
-            shift = (self.alpha[:, None] + self.beta[:, None] * g[None, :]).cpu().numpy()
+            shift = self._node_shift(g[:, None].expand(-1, self.S.shape[0]))[0].T.cpu().numpy()
         return {"substrate": substrate * factor, "node": node + shift}
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
@@ -241,7 +259,7 @@ class TabulatedGNN(RateModel):
             phi = phi.exp()
         node = _catmull_rom(self.node, self.rows, c / self.hi * (self.node.shape[-1] - 1))
         if self.corrected:
-            node = node + self.alpha + self.beta * c
+            node = node + self._node_shift(c)[0]
         return node + (self.k * phi) @ self.S.T
 
     def linearised(self, c: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -281,7 +299,8 @@ class TabulatedGNN(RateModel):
             ntab = self.node[self.rows[:, None], nidx]
             node, dnode = (ntab * nw).sum(-1), (ntab * ndw).sum(-1) * (Gn - 1) / self.hi
             if self.corrected:
-                node, dnode = node + self.alpha + self.beta * c, dnode + self.beta
+                shift, slope = self._node_shift(c)
+                node, dnode = node + shift, dnode + slope
             kphi = self.k * phi
             f = node + kphi @ self.S.T
             jc = torch.diag_embed(dnode) + self.S @ (self.k[:, None] * dphi)
@@ -289,6 +308,11 @@ class TabulatedGNN(RateModel):
             if self.corrected:
                 eye = torch.eye(n, dtype=c.dtype, device=c.device)
                 parts.update(alpha=eye[None], beta=torch.diag_embed(c))
+                if hasattr(self, "gamma"):
+                    d = self.gamma.shape[1]
+                    powers = torch.arange(2, d + 2, dtype=c.dtype, device=c.device)
+                    each = torch.diag_embed(((c[..., None] / self.hi) ** powers).transpose(1, 2))  # (B, d, n, n)
+                    parts["gamma"] = each.permute(0, 2, 3, 1).reshape(B, n, n * d)
                 if "sub_correction" in names:
                     base = self.rxn * O * K + self.order * K  # (E,) each edge's row and order block
                     dcorr = torch.zeros(B, self.m * O * K, dtype=c.dtype, device=c.device)
@@ -644,6 +668,8 @@ def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None
         r, J = prob.linearised(theta, u)
         N = _normal(J, r, p)
         del J
+        if not all(bool(torch.isfinite(x).all()) for x in (N.A, N.C, N.D, N.gk, N.gu)):
+            break  # sensitivities overflowed at this point: no step can be computed from here
         accepted = False
         for _ in range(8):
             dk, du = _lm_step(N, mu, w, theta)

@@ -408,8 +408,8 @@ def cost_explanation(by_epochs: dict, by_time: dict, baseline: str = "gdss") -> 
 def budget_answers(by_budget: dict[str, dict], baseline: str = "gdss") -> str:
     """Where the answer changes across training budgets: ``by_budget`` maps a budget's name (in increasing
     order) to the ablation results at that budget (``table`` of runs). Per budget, the best cell-attention
-    variant by FCD against the baseline on FCD, as better / worse beyond the seed spread or within it; the
-    sentence names the first budget at which that answer differs from the one before it."""
+    variant by FCD against the baseline on FCD, as better / worse beyond the seed spread or within it (one
+    seed per variant has no spread: better / worse "on one seed"); the sentence names the first budget at which that answer differs from the one before it."""
     answers = []
     for name, results in by_budget.items():
         table = pd.DataFrame((results or {}).get("table") or [])
@@ -418,8 +418,11 @@ def budget_answers(by_budget: dict[str, dict], baseline: str = "gdss") -> str:
         best = best_cell_variant(table)
         row = compare(table, baseline, metrics=("fcd",)).set_index("variant").loc[best]
         seeds = int(table.groupby("variant").size().min())
-        state = ("better" if row["better beyond spread"] else "worse" if row["worse beyond spread"]
-                 else "within the spread" if seeds > 1 else "unknown (one seed)")
+        if seeds > 1:
+            state = ("better" if row["better beyond spread"] else "worse" if row["worse beyond spread"]
+                     else "within the spread")
+        else:  # no spread to judge by: the direction alone, said to be one seed's
+            state = ("better" if row["variant mean"] < row["baseline mean"] else "worse") + " on one seed"
         answers.append((name, best, state, row["variant mean"], row["baseline mean"], seeds))
     if not answers:
         return "No budget has both a GDSS and a cell-attention run yet."

@@ -237,3 +237,8 @@ def test_budget_answers_name_where_the_answer_changes():
     assert "the same at every budget" in same
     assert "not measured yet" in figures.budget_answers({"a": runs(4.0, 8.0), "b": {"table": []}})
     assert "No budget" in figures.budget_answers({})
+    one = {"table": [r for r in runs(4.0, 8.0)["table"] if r["seed"] == 1]}
+    flipped = {"table": [r for r in runs(3.0, 2.0)["table"] if r["seed"] == 1]}
+    text = figures.budget_answers({"a": one, "b": flipped})
+    assert "(worse on one seed; 1 seed(s))" in text
+    assert "changes between a (worse on one seed) and b (better on one seed)" in text
