@@ -409,7 +409,8 @@ def budget_answers(by_budget: dict[str, dict], baseline: str = "gdss") -> str:
     """Where the answer changes across training budgets: ``by_budget`` maps a budget's name (in increasing
     order) to the ablation results at that budget (``table`` of runs). Per budget, the best cell-attention
     variant by FCD against the baseline on FCD, as better / worse beyond the seed spread or within it (one
-    seed per variant has no spread: better / worse "on one seed"); the sentence names the first budget at which that answer differs from the one before it."""
+    seed per variant has no spread: better / worse "on one seed"); the sentence names the first budget at
+    which that answer differs from the one before it."""
     answers = []
     for name, results in by_budget.items():
         table = pd.DataFrame((results or {}).get("table") or [])
