@@ -7,15 +7,30 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import Field, PositiveInt, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-from common.config import ConfigError, Section as _Section, apply_overrides, validated
+from common.config import ConfigError, Section, apply_overrides, validated
 from .features import DEFAULT_ATOM_FEATURES, AtomFeatureSpec, check_derived_features, derived_width
 
 __all__ = ["ConfigError", "apply_overrides"]
+
+
+class _Section(Section):
+    """A section whose fields at the values in ``omitted`` are left out of the dump: fields added after runs
+    were made, so that those runs' configs, checkpoints and digests are unchanged and still compare equal."""
+
+    omitted: ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults(self, handler: SerializerFunctionWrapHandler) -> dict:
+        out = handler(self)
+        for name, value in self.omitted.items():
+            if name in out and out[name] == value:
+                del out[name]
+        return out
 
 
 class DataConfig(_Section):
@@ -46,6 +61,8 @@ class DataConfig(_Section):
     split_path: str | None = Field(None, description="test split file; None = the default (GDSS's) split")
     limit: PositiveInt | None = Field(None, description="keep only the first `limit` train / test molecules")
     split_seed: int = 42
+    omitted: ClassVar[dict[str, Any]] = {"atom_features": list(DEFAULT_ATOM_FEATURES), "derived_features": [],
+                                         "derived_networks": ["x", "adj"]}
 
     @model_validator(mode="after")
     def _check_features(self) -> "DataConfig":
@@ -56,17 +73,6 @@ class DataConfig(_Section):
                 f"data.max_feat_num={self.max_feat_num} but data.atom_features {self.atom_features} on "
                 f"{self.dataset} give X {spec.width} columns ({spec.describe()}); set data.max_feat_num: {spec.width}")
         return self
-
-    @model_serializer(mode="wrap")
-    def _omit_default_features(self, handler: SerializerFunctionWrapHandler) -> dict:
-        out = handler(self)
-        if tuple(out.get("atom_features", ())) == DEFAULT_ATOM_FEATURES:
-            del out["atom_features"]
-        if not out.get("derived_features", True):
-            del out["derived_features"]
-        if out.get("derived_networks") == ["x", "adj"]:
-            del out["derived_networks"]
-        return out
 
     @property
     def feature_spec(self) -> AtomFeatureSpec:
@@ -140,6 +146,7 @@ class ModelConfig(_Section):
     c_hid: PositiveInt = 8
     c_final: PositiveInt = 4
     can: CANConfig | None = None
+    omitted: ClassVar[dict[str, Any]] = {"can": None}
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
@@ -152,13 +159,6 @@ class ModelConfig(_Section):
         if not uses_can and self.can is not None:
             raise ValueError("model.can is set but neither model.x nor model.adj is a CAN network")
         return self
-
-    @model_serializer(mode="wrap")
-    def _omit_absent_can(self, handler: SerializerFunctionWrapHandler) -> dict:
-        out = handler(self)
-        if out.get("can") is None:
-            out.pop("can", None)
-        return out
 
 
 class TrainConfig(_Section):
@@ -187,19 +187,12 @@ class TrainConfig(_Section):
                                 "threads beside another job ran 7x slower; benchmarks/threads.py)")
     torch_threads: int | None = Field(
         1, ge=1, description="torch intra-op threads when the fused kernels run (None: leave torch's setting)")
-
-    @model_serializer(mode="wrap")
-    def _omit_default_clock(self, handler: SerializerFunctionWrapHandler) -> dict:
-        out = handler(self)
-        if out.get("budget_clock") == "wall":
-            del out["budget_clock"]
-        return out
+    omitted: ClassVar[dict[str, Any]] = {"budget_clock": "wall"}
 
 
 class SamplerConfig(_Section):
     """GDSS's sampler and sample sections (sample_qm9.yaml / sample_zinc250k.yaml), and the decoder of the
-    sampled graphs (the default, GDSS's, is left out of the dumped config, so runs made before the field
-    existed compare equal)."""
+    sampled graphs (the default, GDSS's, is left out of the dumped config, ``omitted``)."""
 
     predictor: Literal["Reverse", "Euler", "None", "S4"] = "Reverse"
     corrector: Literal["Langevin", "None"] = "Langevin"
@@ -214,13 +207,7 @@ class SamplerConfig(_Section):
     seed: int = 42
     decoder: Literal["gdss", "valence"] = Field(
         "gdss", description="molgen.decode: GDSS's (atom type and charge) or bond orders from charges and hydrogens")
-
-    @model_serializer(mode="wrap")
-    def _omit_default_decoder(self, handler: SerializerFunctionWrapHandler) -> dict:
-        out = handler(self)
-        if out.get("decoder") == "gdss":
-            del out["decoder"]
-        return out
+    omitted: ClassVar[dict[str, Any]] = {"decoder": "gdss"}
 
 
 class RunConfig(_Section):

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from common.numbers import MISSING, decimals_for, fmt, fmt_column, pm, pm_decimals
+from common.text import counted
 
 from .pipeline import SAMPLES, read_log, results
 
@@ -334,7 +335,8 @@ def verdict(results: dict, budget: str = "epochs") -> str:
         better = "lower" if row["difference"] < 0 else "higher"
         parts.append(f"{name} {row['variant mean']:{spec}} against {row['baseline mean']:{spec}} ({better})")
     given = "/".join(str(e) for e in epochs) + " training epochs" if budget == "epochs" else "equal training time"
-    head = (f"From {results.get('source', '?')} runs ({len(table)} runs, {seeds} seed(s) per variant at least, "
+    head = (f"From {results.get('source', '?')} runs ({len(table)} runs, "
+            f"at least {counted(seeds, 'seed')} per variant, "
             f"{given}{_samples_text(table)}): the best cell-attention variant by FCD, `{best}`, reaches {parts[0]} "
             f"and {parts[1]} than GDSS.")
     if budget == "time":
@@ -427,7 +429,7 @@ def budget_answers(by_budget: dict[str, dict], baseline: str = "gdss") -> str:
         answers.append((name, best, state, row["variant mean"], row["baseline mean"], seeds))
     if not answers:
         return "No budget has both a GDSS and a cell-attention run yet."
-    parts = [f"at {n}, `{b}` FCD {v:.2f} against GDSS's {g:.2f} ({s}; {k} seed(s))"
+    parts = [f"at {n}, `{b}` FCD {v:.2f} against GDSS's {g:.2f} ({s}" + (f"; {counted(k, 'seed')})" if k > 1 else ")")
              for n, b, s, v, g, k in answers]
     text = "By budget: " + "; ".join(parts) + "."
     changed = [(a, b) for a, b in zip(answers, answers[1:]) if a[2] != b[2]]
