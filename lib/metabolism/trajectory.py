@@ -155,16 +155,20 @@ class TabulatedGNN(RateModel):
     they cost about 80 times more on E. coli core). Trainable: log k and, with ``functions``, the corrections
     of the functions (zero at the start, so the model is the GNN until they move): ``alpha``, ``beta`` (n,)
     added to the node term as alpha + beta c (with ``node_degree`` d > 1 also ``gamma`` (n, d - 1), the
-    coefficients of (c / hi)^2 .. (c / hi)^d, hi the tables' top: a basis within [0, 1] keeps the normal
-    equations scaled), and ``sub_correction`` (orders, knots), the log factor on each
+    coefficients of the Legendre polynomials P_2 .. P_d of z = (c - mid) / half, metabolite i's ``node_range``
+    (lo_i, hi_i) mapped onto [-1, 1] and z held at +-1 beyond it, so that the curvature acts where that
+    metabolite's samples lie, is constant beyond them, and its columns are neither collinear with the line's
+    nor with each other's: powers of c / hi were both, and at d = 3 on E. coli core the refinement crawled
+    through 40 iterations to a worse fit than the line's), and ``sub_correction`` (orders, knots), the log
+    factor on each
     substrate function at knots evenly spaced in log c, 0 at ``anchor`` (the GNN's gauge c_ref, where its
     substrate function is c_ref^s by construction, so that the correction keeps k in that gauge; None: the
     middle of the range). The knots span ``knot_range`` (lo, hi) in c, the correction constant beyond it; None:
-    the tables' range."""
+    the tables' range. ``node_range`` None: every metabolite's range is the tables' [0, hi]."""
 
     def __init__(self, tables, stoich: Stoichiometry, log_k: np.ndarray, functions: bool = False,
                  knots: int = 8, anchor: float | None = None, knot_range: tuple[float, float] | None = None,
-                 node_degree: int = 1):
+                 node_degree: int = 1, node_range: tuple[np.ndarray, np.ndarray] | None = None):
         super().__init__()
         if node_degree < 1:
             raise ValueError(f"node_degree must be at least 1 (alpha + beta c), not {node_degree}")
@@ -196,6 +200,10 @@ class TabulatedGNN(RateModel):
             self.beta = nn.Parameter(torch.zeros(n, **kw))
             if node_degree > 1:
                 self.gamma = nn.Parameter(torch.zeros(n, node_degree - 1, **kw))
+                lo, hi = (np.zeros(n), np.full(n, tables.hi)) if node_range is None else map(np.asarray, node_range)
+                half = np.maximum(0.5 * (hi - lo), 1e-9 * np.maximum(np.abs(hi), 1.0))  # a constant one: no div 0
+                self.register_buffer("node_mid", torch.as_tensor(0.5 * (lo + hi), **kw))
+                self.register_buffer("node_half", torch.as_tensor(half, **kw))
             self.sub_correction = nn.Parameter(torch.zeros(tables.sub.shape[0], knots, **kw))
 
     @property
@@ -225,15 +233,25 @@ class TabulatedGNN(RateModel):
         middle = _catmull_rom(table, every, self._middle().expand(table.shape[0]))
         return _catmull_rom(table, rows, v) - middle[rows]
 
+    def _node_basis(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The curvature basis P_2(z) .. P_d(z) at c (..., n) and its derivative in c, each (..., n, d - 1)."""
+        z = (c - self.node_mid) / self.node_half
+        inside = (z.abs() < 1).to(c.dtype) / self.node_half  # dz / dc: 0 where z is held at +-1
+        z = z.clamp(-1.0, 1.0)
+        p, dp = [torch.ones_like(z), z], [torch.zeros_like(z), torch.ones_like(z)]
+        for k in range(1, self.gamma.shape[1] + 1):  # Bonnet's recursion, and P'_{k+1} = P'_{k-1} + (2k + 1) P_k
+            p.append(((2 * k + 1) * z * p[k] - k * p[k - 1]) / (k + 1))
+            dp.append(dp[k - 1] + (2 * k + 1) * p[k])
+        return torch.stack(p[2:], -1), torch.stack(dp[2:], -1) * inside[..., None]
+
     def _node_shift(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The node terms' correction alpha + beta c + sum_d gamma_d (c / hi)^d at c (..., n), and its
-        derivative in c."""
+        """The node terms' correction alpha + beta c + sum_d gamma_d P_d(z) at c (..., n), and its derivative
+        in c."""
         shift, slope = self.alpha + self.beta * c, self.beta.expand_as(c)
         if hasattr(self, "gamma"):
-            powers = torch.arange(2, self.gamma.shape[1] + 2, dtype=c.dtype, device=c.device)
-            x = c[..., None] / self.hi
-            shift = shift + (self.gamma * x ** powers).sum(-1)
-            slope = slope + (self.gamma * powers * x ** (powers - 1)).sum(-1) / self.hi
+            value, derivative = self._node_basis(c)
+            shift = shift + (self.gamma * value).sum(-1)
+            slope = slope + (self.gamma * derivative).sum(-1)
         return shift, slope
 
     def functions(self, grid: np.ndarray, substrate: np.ndarray, node: np.ndarray) -> dict:
@@ -310,8 +328,7 @@ class TabulatedGNN(RateModel):
                 parts.update(alpha=eye[None], beta=torch.diag_embed(c))
                 if hasattr(self, "gamma"):
                     d = self.gamma.shape[1]
-                    powers = torch.arange(2, d + 2, dtype=c.dtype, device=c.device)
-                    each = torch.diag_embed(((c[..., None] / self.hi) ** powers).transpose(1, 2))  # (B, d, n, n)
+                    each = torch.diag_embed(self._node_basis(c)[0].transpose(1, 2))  # (B, d, n, n)
                     parts["gamma"] = each.permute(0, 2, 3, 1).reshape(B, n, n * d)
                 if "sub_correction" in names:
                     base = self.rxn * O * K + self.order * K  # (E,) each edge's row and order block

@@ -13,7 +13,7 @@ import torch
 
 from metabolism import trajectory as tj
 from metabolism.config import load_fit_config
-from metabolism.fit import fit_data
+from metabolism.fit import fit_data, metabolite_ranges
 from metabolism.importers import load_network
 from metabolism.measurements import Experiment, Measurements
 from metabolism.simulate import TrueRHS, odeint
@@ -130,11 +130,30 @@ def test_a_curved_node_misfit_needs_a_curved_node_correction(toy):
     tables.node = tables.node + CURVATURE * (grid[None, :] - float(np.median(c))) ** 2  # a curved node misfit
     errors = {}
     for degree in (1, 2):
-        tab = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True, node_degree=degree)
+        tab = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True, node_degree=degree,
+                              node_range=metabolite_ranges(clean))
         names = ["log_k", "alpha", "beta", *(["gamma"] if degree > 1 else []), "sub_correction"]
         tj.refine(tab, clean, None, 10, names, iterations=30, covariance=False, ridge={"sub_correction": 1e-4})
         errors[degree] = np.abs(np.log10(tab.k.detach().numpy() / net.k)).max()
     assert errors[1] > 0.02 and errors[2] < 0.01 * errors[1], errors  # measured: 0.031 and 1.8e-5
+
+
+def test_the_node_curvature_is_legendre_on_each_metabolites_range_and_held_beyond(toy):
+    net, pb = toy
+    c = np.concatenate([e.c for e in pb.data.experiments])
+    lo, hi = metabolite_ranges(pb.data)
+    np.testing.assert_array_equal(lo, c.min(0))
+    np.testing.assert_array_equal(hi, c.max(0))
+    tables = _wrong_tables(net, float(c.min()) * 0.5, float(c.max()) * 1.5)
+    tab = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True, node_degree=3, node_range=(lo, hi))
+    z = torch.tensor([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0], dtype=torch.float64)[:, None]
+    at = tab.node_mid + z * tab.node_half  # (6, n): the same z for every metabolite
+    value, derivative = (v[:, 0].numpy() for v in tab._node_basis(at))
+    zc = np.clip(z[:, 0].numpy(), -1, 1)
+    np.testing.assert_allclose(value, np.stack([(3 * zc ** 2 - 1) / 2, (5 * zc ** 3 - 3 * zc) / 2], 1), atol=1e-12)
+    half = float(tab.node_half[0])
+    np.testing.assert_allclose(derivative[[2, 3]], np.array([[0.0, -1.5], [1.5, 0.375]]) / half, atol=1e-12)
+    np.testing.assert_array_equal(derivative[[0, 5]], 0.0)  # beyond the range: held
 
 
 def _models(net, data):
@@ -149,9 +168,11 @@ def _models(net, data):
         anchor = float(c.min()) * 2 if multiplicative else None  # the correction's 0 off the middle
         # knots over part of the samples' range (the correction constant beyond it) or over the tables'
         knots = (float(c.min()) * 2, float(np.median(c))) if multiplicative else None
-        degree = 3 if multiplicative else 1  # a cubic node correction on one of them
+        degree = 3 if multiplicative else 1  # a cubic node correction on one of them,
+        # over a range that part of the samples lie beyond (where its curvature is held)
+        ranges = tuple(np.quantile(c, q, axis=0) for q in (0.2, 0.8))
         tab = tj.TabulatedGNN(tables, net, np.log(net.k), functions=True, anchor=anchor, knot_range=knots,
-                              node_degree=degree)
+                              node_degree=degree, node_range=ranges)
         with torch.no_grad():
             for p in (tab.alpha, tab.beta, tab.sub_correction):
                 p.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(p.numel()))
