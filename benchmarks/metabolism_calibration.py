@@ -9,6 +9,10 @@ z = (ln k_hat - ln k_true) / sd (mean and sd: a calibrated fit has about 0 and 1
 intervals, z per reaction order, the correlation of z with the substrates' median log concentration, and
 the final trajectory objective (a model that contains the truth reaches at most the oracle's).
 
+A written fit that a later one with the same overrides would replace is kept by renaming its file with a
+suffix (``NAME_both-stages.json``: the node curvature fitted in both refinement stages, before fdadc79); the
+report shows the suffix.
+
 ``truth=node`` or ``truth=substrate`` among the overrides (not a config key: a diagnostic) hands the refinement
 the GNN's tables with that function replaced by the true one (the homeostasis -lambda (c - baseline), or
 log c^s), the other as learned: which of the two learned functions biases k.
@@ -118,7 +122,12 @@ def report() -> None:
         lt, lk = np.log10(kt), np.log10(np.maximum(k, 1e-12))
         by_order = ", ".join(f"{o:g}: {z[det & (order == o)].mean():+.2f}" for o in np.unique(order[det]))
         r = d["report_refine"]
-        print(f"{' '.join(d['overrides']) or 'default':45s} R2det {r2_identity(lt[det], lk[det]):.4f}  "
+        expected = "-".join([d["network"], str(d["seed"]), str(d["dt"]), str(d["noise"]),
+                             "_".join(d["overrides"]).replace("=", "-") or "default"])
+        label = " ".join(d["overrides"]) or "default"
+        if path.stem != expected:  # a fit kept under its own name beside a later one with the same overrides
+            label += f" ({path.stem[len(expected) + 1:]})"
+        print(f"{label:45s} R2det {r2_identity(lt[det], lk[det]):.4f}  "
               f"median|err| {np.median(np.abs(lk - lt)):.3f}  z {z[det].mean():+.2f} / {z[det].std():.2f}  "
               f"coverage {np.mean(np.abs(z[det]) < 1.96):.1%}  objective {r['loss_end']:.7f} "
               f"({r['iterations']} it.)  corr(z, substrate log c) {np.corrcoef(z[det], sub[det])[0, 1]:+.2f}  "

@@ -196,8 +196,7 @@ class RefineConfig(_Section):
         "correction constant beyond), where the data can place them")
     node_degree: int = Field(1, ge=1, le=3, description="degree in c of the polynomial added to each node "
                              "term by the correction (1: alpha + beta c, the mass-action form's own parameters; "
-                             "2-3 also fit the curvature the GNN's node function may carry within the data: "
-                             "Legendre polynomials over each metabolite's measured range, held beyond it)")
+                             "2-3 also fit the curvature the GNN's node function may carry within the data)")
     function_ridge: float = Field(1e-4, ge=0, description="weight w of the penalty w theta^2 on the substrate "
                                   "corrections' knots (a prior of sd sigma / sqrt(w): about 1 in log at 1% noise), "
                                   "so that a knot no sample constrains stays at 0")

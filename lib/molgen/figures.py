@@ -341,10 +341,19 @@ def verdict(results: dict, budget: str = "epochs") -> str:
             f"and {parts[1]} than GDSS.")
     if budget == "time":
         col, clock = _training_clock(table)
-        head += (f" The budget is equal training time ({clock}): GDSS trained {_mean_of(table, 'gdss', 'epochs'):.0f}"
-                 f" epochs in {_mean_of(table, 'gdss', col):.1f} min, `{best}` "
-                 f"{_mean_of(table, best, 'epochs'):.0f} in {_mean_of(table, best, col):.1f} min "
-                 "(means over seeds).")
+        cpu = "training CPU (min)"
+        if col != cpu and cpu in table and table.loc[table["variant"] == best, cpu].notna().all():
+            # GDSS's runs recorded no CPU time (made before the clock), the variant's budget was CPU time
+            head += (f" The budget is GDSS's training time: GDSS trained {_mean_of(table, 'gdss', 'epochs'):.0f} "
+                     f"epochs in {_mean_of(table, 'gdss', col):.1f} min of wall time (its runs recorded no CPU "
+                     f"time), `{best}` {_mean_of(table, best, 'epochs'):.0f} in {_mean_of(table, best, cpu):.1f} "
+                     f"min of CPU time of one thread ({_mean_of(table, best, col):.1f} min of wall time on the "
+                     "shared machine; means over seeds).")
+        else:
+            head += (f" The budget is equal training time ({clock}): GDSS trained "
+                     f"{_mean_of(table, 'gdss', 'epochs'):.0f} epochs in {_mean_of(table, 'gdss', col):.1f} min, "
+                     f"`{best}` {_mean_of(table, best, 'epochs'):.0f} in {_mean_of(table, best, col):.1f} min "
+                     "(means over seeds).")
     elif cost := _cost_ratios(table, best, "gdss"):
         head += f" It costs {cost} (the budget is equal epochs, not equal time)."
     if seeds < 2:

@@ -177,3 +177,22 @@ def test_the_tables_score_each_data_set_at_the_default_gauge_where_it_was_fitted
     assert rows["error"].isna().all()  # a failed refit does not hide a fit that succeeded
     assert (rows.loc[rows["estimator"] == "fd-ls", "r2_determined"] == 0.95).all()
     assert "4 GNN fits in the benchmark tables above, 2 were made at c_ref = 1 and 2 at" in fr.gauge_count(rows)
+
+
+def test_the_node_curvature_is_compared_with_the_default_fit_on_the_same_data_sets():
+    line = _rows(0.95, 0.6).assign(c_ref=3.4, overrides=[["model.c_ref=auto"]] * 16)
+    curved = _rows(0.98, 0.91)
+    curved = curved[(curved["estimator"] == fr.DEFAULT) & (curved["seed"] == 1)].assign(
+        c_ref=3.4, overrides=[["model.c_ref=auto", "refine.node_degree=3"]] * 2)
+    t = fr.curvature_table(line, pd.concat([curved, line], ignore_index=True))  # the variant file may hold both
+    assert len(t) == 2 and set(t["degree"]) == {3} and set(t["seed"]) == {1}
+    assert (t["r2_determined_line"] == 0.95).all() and (t["r2_determined_curved"] == 0.98).all()
+    s = fr.curvature_sentence(t)
+    assert "up to degree 3" in s and "more accurate on 2 of the 2 data sets" in s
+    assert "mean 0.950 with the line and 0.980 with the curvature" in s and "90–98% in 2 of 2 (with the line: 0)" in s
+    assert list(fr.curvature_display(t)["coverage"]) == ["60% → 91%"] * 2
+    # a curved fit among the default rows is not the line it is compared with
+    assert fr.curvature_table(pd.concat([curved, line]).drop_duplicates(fr.DATA_SET + ["estimator"]), curved).empty
+    assert "not yet been run" in fr.curvature_sentence(fr.curvature_table(line, line))
+    at_one = line.assign(c_ref=1.0)  # the line fitted at another gauge only: no comparison
+    assert fr.curvature_table(at_one, curved).empty

@@ -149,6 +149,10 @@ def test_equal_time_comparison_swaps_in_the_timed_runs():
     assert "(CPU time of one thread): GDSS trained 70 epochs in 11.4 min, `can` 15 in 11.5 min" in text
     partial = table.assign(**{"training CPU (min)": [11.4, 11.4, float("nan"), float("nan")]})
     assert "(wall time)" in figures.verdict({"table": partial.to_dict(orient="records")}, budget="time")
+    older_gdss = table.assign(**{"training CPU (min)": [float("nan"), float("nan"), 10.5, 10.5]})
+    text = figures.verdict({"table": older_gdss.to_dict(orient="records")}, budget="time")
+    assert ("GDSS trained 70 epochs in 11.2 min of wall time (its runs recorded no CPU time), `can` 15 in 10.5 min "
+            "of CPU time of one thread (11.0 min of wall time") in text
     by_time["fcd"], by_time["nspdk"] = [2.0, 2.2], [0.001, 0.0012]  # GDSS better beyond the spread
     table = figures.equal_time_table(by_epochs, by_time).to_dict(orient="records")
     assert "GDSS is better on both, beyond the seed spread" in figures.verdict({"table": table}, budget="time")
