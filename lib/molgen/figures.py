@@ -164,6 +164,13 @@ def summary_display(table: pd.DataFrame, by: str = "variant") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["quantity", *groups])
 
 
+def budgets_display(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """``summary_display`` of each budget's runs (name -> table) stacked with a ``budget`` column; a variant
+    not run at some budget shows the missing mark there."""
+    return pd.concat([summary_display(t).assign(budget=name) for name, t in tables.items()],
+                     ignore_index=True).fillna(MISSING)
+
+
 def compare_display(comparison: pd.DataFrame, by: str = "variant") -> pd.DataFrame:
     """`compare` for reading: per metric and variant the two means, their difference and the seed spread
     with the metric's decimals, and whether the difference exceeds the spread."""

@@ -227,6 +227,10 @@ def test_tables_for_reading():
     assert list(runs.columns) == list(table["run"]) and runs.loc["NSPDK MMD (lower is better)", "can_s2"] == "0.0178"
     prov = figures.runs_provenance({"equal epochs": table})
     assert list(prov["budget"].unique()) == ["equal epochs"] and prov.loc[0, "run"] == "`gdss_s1`"
+    stacked = figures.budgets_display({"short": table, "long": table[table["variant"] == "gdss"]})
+    long = stacked[stacked["budget"] == "long"].set_index("quantity")
+    assert (long["can"] == "–").all() and long.loc["seeds", "gdss"] == "2"  # not run at that budget: the mark
+    assert stacked.notna().all().all()
 
 
 def test_budget_answers_name_where_the_answer_changes():
