@@ -113,7 +113,8 @@ def ours(stoich, data, estimator: str, workdir: Path, extra: list[str] | tuple[s
     prior = float(torch.load(checkpoint, weights_only=False).get("cpu_seconds", np.nan)) if checkpoint.exists() \
         else 0.0
     t0, c0 = time.perf_counter(), time.process_time()
-    res = fit_data(stoich, data, load_fit_config(overrides=overrides), out=workdir, progress=False)
+    cfg = load_fit_config(overrides=overrides)
+    res = fit_data(stoich, data, cfg, out=workdir, progress=False)
     I = res.intervals
     training = res.report["training"]
     more = {}
@@ -124,6 +125,8 @@ def ours(stoich, data, estimator: str, workdir: Path, extra: list[str] | tuple[s
                 "first_segment": first.get("segment_length"), "first_iterations": first.get("iterations"),
                 "rmse_log_start": r["rmse_log_start"], "rmse_log_end": r["rmse_log_end"], "segments": r["segments"],
                 "robust_blocks": r.get("blocks")}
+        if refine == "refine-functions":
+            more["node_degree"] = cfg.refine.node_degree
         if r.get("sd_log_k_robust") is not None:
             half = stats.norm.ppf(0.5 + res.report["intervals"]["level"] / 2) * np.asarray(r["sd_log_k_robust"])
             more.update(lo_robust=res.k * np.exp(-half), hi_robust=res.k * np.exp(half))
@@ -194,8 +197,8 @@ def conditions(networks, seeds, estimators, noises=NOISES, dts=DTS) -> list[dict
 
 def save_rows(path: Path, benchmark: str, rows: list[dict]) -> None:
     """The rows so far, with the machine and thread count, atomically (a killed benchmark resumes from them)."""
-    write_json(path, {"benchmark": benchmark, "device": device_name("cpu"),
-                      "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0), "rows": rows})
+    write_json(path, {"benchmark": benchmark, "device": device_name("cpu"), "threads": torch.get_num_threads(),
+                      "rows": rows})
 
 
 def record(rows: list[dict], row: dict, path: Path, benchmark: str, label: str) -> None:
@@ -228,7 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="fit config overrides for our estimators (e.g. model.c_ref=1); the rows record them")
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "metabolism_measurements")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads of our estimators (the peers' processes run on one); CPU seconds are "
+                        "comparable at one: more oversubscribe a shared machine and inflate them")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     existing = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
     done = {key(r) for r in existing["rows"]}
     rows = existing["rows"]
@@ -263,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:  # a failed estimator is a result too: recorded, not retried
             row = {**cond, "error": f"{type(err).__name__}: {err}"[:2000]}
         design = DESIGN[cond["network"]]
-        row.update({"overrides": args.overrides, "n_metabolites": net.n_metabolites,
-                    "n_experiments": design["n_experiments"], "t_end": design["t_end"],
+        row.update({"overrides": args.overrides, "threads": torch.get_num_threads(),
+                    "n_metabolites": net.n_metabolites, "n_experiments": design["n_experiments"], "t_end": design["t_end"],
                     "commit": git_commit(short=True)})
         record(rows, row, args.out, "metabolism_measurements",
                f"{cond['network']:12s} seed {cond['seed']} dt {cond['dt']:<4} noise {cond['noise']:<5} {est:12s}")

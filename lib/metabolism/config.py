@@ -186,17 +186,19 @@ class RefineConfig(_Section):
                             "Levenberg-Marquardt step (log k: a factor e^2); trajectory.refine says why")
     safety: float = Field(0.5, gt=0, le=2.78, description="RK4 step times the largest |eigenvalue| of the "
                           "Jacobian (2.78: the stability bound; smaller for accuracy)")
-    functions: bool = Field(True, description="GNN only: also correct its learned functions (alpha + beta c "
-                            "on each node term, a smooth factor on each substrate function) instead of holding "
-                            "them; as many parameters as the mass-action model, so the same cost")
+    functions: bool = Field(True, description="GNN only: also correct its learned functions (a polynomial "
+                            "in c on each node term, node_degree; a smooth factor on each substrate function) "
+                            "instead of holding them")
     knots: int = Field(8, ge=4, le=64, description="knots in log c of each substrate function's correction")
     knot_range: Literal["table", "data"] = Field(
         "table", description="where the knots lie: evenly over the tables' range (half the smallest to 1.5 times "
         "the largest concentration), or over the measured concentrations' 1st-99th percentiles in log c (the "
         "correction constant beyond), where the data can place them")
-    node_degree: int = Field(1, ge=1, le=3, description="degree in c of the polynomial added to each node "
+    node_degree: int = Field(3, ge=1, le=3, description="degree in c of the polynomial added to each node "
                              "term by the correction (1: alpha + beta c, the mass-action form's own parameters; "
-                             "2-3 also fit the curvature the GNN's node function may carry within the data)")
+                             "2-3 also fit the curvature the GNN's node function may carry within the data, "
+                             "which k absorbs otherwise: benchmarks/metabolism_measurements.py measures 3 "
+                             "against 1)")
     function_ridge: float = Field(1e-4, ge=0, description="weight w of the penalty w theta^2 on the substrate "
                                   "corrections' knots (a prior of sd sigma / sqrt(w): about 1 in log at 1% noise), "
                                   "so that a knot no sample constrains stays at 0")

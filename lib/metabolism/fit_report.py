@@ -65,13 +65,15 @@ def _gauge(rows: pd.DataFrame) -> pd.Series:
 
 
 def at_default(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per data set and estimator: where a GNN fit was made both at c_ref = 1 (the gauge before
-    ``auto``) and at the data's scale (the fit's default since), the latter, so that the tables score the fit
-    as it runs now. Failed fits are kept only where no fit of theirs succeeded."""
+    """One row per data set and estimator, the fit as it runs now where one was made: a fit that succeeded
+    before one that failed, then the gauge at the data's scale (``model.c_ref=auto``) before c_ref = 1 (the
+    gauge before ``auto``), then, for the default GNN fit, the default node correction
+    (``refine.node_degree``) before another."""
     keys = ["network", "seed", "dt", "noise", "estimator"]
-    order = rows.assign(_failed=rows["error"].notna(), _fixed=_gauge(rows) == 1.0)
-    order = order.sort_values(["_failed", "_fixed"], kind="stable")
-    return order.drop_duplicates(keys).drop(columns=["_failed", "_fixed"]).sort_index()
+    off_degree = (rows["estimator"] == DEFAULT) & (_node_degree(rows) != default_node_degree())
+    order = rows.assign(_failed=rows["error"].notna(), _fixed=_gauge(rows) == 1.0, _off=off_degree)
+    order = order.sort_values(["_failed", "_fixed", "_off"], kind="stable")
+    return order.drop_duplicates(keys).drop(columns=["_failed", "_fixed", "_off"]).sort_index()
 
 
 def _mean_sd(values: pd.Series, digits: int = 3) -> str:
@@ -280,35 +282,49 @@ def _paired(first: pd.DataFrame, second: pd.DataFrame, names: tuple[str, str],
                          for key in sorted(a.index.intersection(b.index))])
 
 
+def default_node_degree() -> int:
+    """The degree of the node correction that ``metabolism fit`` uses by default (``refine.node_degree``)."""
+    from metabolism.config import RefineConfig
+
+    return RefineConfig().node_degree
+
+
 def _node_degree(rows: pd.DataFrame) -> pd.Series:
-    """Each row's ``refine.node_degree`` (its override; 1, the default, where it has none)."""
+    """Each row's ``refine.node_degree``: as the benchmark recorded it (``node_degree``), else its override,
+    else 1 (a row from before the degree was recorded was fitted at the then default, 1)."""
     def degree(overrides) -> int:
         for o in overrides if isinstance(overrides, list) else []:
             if o.startswith("refine.node_degree="):
                 return int(o.partition("=")[2])
         return 1
-    return (rows["overrides"] if "overrides" in rows else pd.Series(None, index=rows.index)).map(degree)
+    parsed = (rows["overrides"] if "overrides" in rows else pd.Series(None, index=rows.index)).map(degree)
+    recorded = rows["node_degree"] if "node_degree" in rows else pd.Series(np.nan, index=rows.index)
+    return recorded.fillna(parsed).astype(int)
 
 
-def curvature_table(rows: pd.DataFrame, variant: pd.DataFrame, estimator: str = DEFAULT) -> pd.DataFrame:
-    """The default GNN fit (node corrections alpha + beta c) against the same fit with the node terms'
-    curvature (``variant``: rows with ``refine.node_degree`` > 1), both at the default gauge (the data's
-    scale: a fit at c_ref = 1 differs in more than the curvature), on the data sets where both ran; columns
-    ``{score}_line`` and ``{score}_curved`` and the degree."""
-    ok = rows[rows["error"].isna() & (rows["estimator"] == estimator) & (_node_degree(rows) == 1)
-              & (_gauge(rows) != 1.0)]
-    var = variant[variant["error"].isna() & (variant["estimator"] == estimator) & (_gauge(variant) != 1.0)]
-    var = var.assign(degree=_node_degree(var))
-    return _paired(ok, var[var["degree"] > 1], ("line", "curved"), ("degree",))
+def _pair_counts(table: pd.DataFrame, names: tuple[str, str]) -> tuple[int, int, dict[str, int]]:
+    """Over a ``_paired`` table: the data sets, on how many the second fit is the more accurate (R^2 over the
+    determined reactions), and per fit on how many its intervals cover the true k at 90-98%."""
+    a, b = names
+    better = int((table[f"r2_determined_{b}"] > table[f"r2_determined_{a}"]).sum())
+    return len(table), better, {g: int(table[f"coverage_determined_{g}"].between(0.90, 0.98).sum()) for g in names}
+
+
+def curvature_table(rows: pd.DataFrame, estimator: str = DEFAULT) -> pd.DataFrame:
+    """The GNN fit with node corrections alpha + beta c against the same fit with the node terms' curvature
+    (``refine.node_degree`` > 1), both at the gauge at the data's scale (a fit at c_ref = 1 differs in more than
+    the curvature), on the data sets where both ran; columns ``{score}_line`` and ``{score}_curved`` and the
+    degree."""
+    ok = rows[rows["error"].isna() & (rows["estimator"] == estimator) & (_gauge(rows) != 1.0)]
+    ok = ok.assign(degree=_node_degree(ok))
+    return _paired(ok[ok["degree"] == 1], ok[ok["degree"] > 1], ("line", "curved"), ("degree",))
 
 
 def curvature_sentence(table: pd.DataFrame) -> str:
     """What the node curvature did, counted over the data sets fitted both ways."""
     if table.empty:
         return "The refinement has not yet been run with the node terms' curvature on the data of the tables above."
-    n = len(table)
-    better = int((table["r2_determined_curved"] > table["r2_determined_line"]).sum())
-    band = {g: int(table[f"coverage_determined_{g}"].between(0.90, 0.98).sum()) for g in ("line", "curved")}
+    n, better, band = _pair_counts(table, ("line", "curved"))
     degrees = "/".join(str(d) for d in sorted(set(table["degree"])))
     return (f"With the node terms' curvature (Legendre polynomials up to degree {degrees} over each metabolite's "
             f"measured range, `refine.node_degree`) the refined GNN is more accurate on {better} of the {n} data "
@@ -346,9 +362,7 @@ def gauge_sentence(table: pd.DataFrame) -> str:
     """What moving the gauge into the data did, counted over the data sets where both gauges ran."""
     if table.empty:
         return "The GNN has not yet been run at both gauges on the same data."
-    n = len(table)
-    better = int((table["r2_determined_data"] > table["r2_determined_1"]).sum())
-    band = {g: int(table[f"coverage_determined_{g}"].between(0.90, 0.98).sum()) for g in ("1", "data")}
+    n, better, band = _pair_counts(table, ("1", "data"))
     noisy = table[table["noise"] > 0]
     cover = (f"; its intervals cover the true k at 90–98% in {band['data']} of {n} (at c_ref = 1: {band['1']}), "
              f"a mean coverage on the noisy data of {noisy['coverage_determined_1'].mean():.0%} at c_ref = 1 and "
@@ -362,14 +376,22 @@ def gauge_sentence(table: pd.DataFrame) -> str:
             f"the data's scale){cover}.")
 
 
-def gauge_count(rows: pd.DataFrame) -> str:
-    """At which gauge the GNN fits of the benchmark tables were made (rows without ``c_ref``: at 1)."""
+def fit_count(rows: pd.DataFrame) -> str:
+    """How the GNN fits of the benchmark tables were made: at which gauge (rows without ``c_ref``: at 1) and,
+    at the data's scale, with which node correction; and which of these is the fit as it runs now."""
     gnn = rows[(rows["error"].isna()) & rows["estimator"].isin(["gnn", DEFAULT])]
     if gnn.empty:
         return ""
-    fixed = int((_gauge(gnn) == 1.0).sum())
-    return (f"Of the {len(gnn)} GNN fits in the benchmark tables above, {fixed} were made at c_ref = 1 and "
-            f"{len(gnn) - fixed} at the data's scale.")
+    fixed = _gauge(gnn) == 1.0
+    degree = _node_degree(gnn).where(gnn["estimator"] == DEFAULT, 1)
+    parts = [f"{int(fixed.sum())} were made at c_ref = 1"]
+    for d in sorted(set(degree[~fixed]) | {1}):
+        how = "node corrections α + β c" if d == 1 else f"the node terms' curvature up to degree {d}"
+        parts.append(f"{int((~fixed & (degree == d)).sum())} at the data's scale with {how}")
+    now = default_node_degree()
+    return (f"Of the {len(gnn)} GNN fits in the benchmark tables above, {', '.join(parts[:-1])} and {parts[-1]}; "
+            f"`metabolism fit` now fits at the data's scale with "
+            f"{'node corrections α + β c' if now == 1 else f'the curvature up to degree {now}'}.")
 
 
 def gauge_display(table: pd.DataFrame) -> pd.DataFrame:

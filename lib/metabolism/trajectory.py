@@ -27,9 +27,10 @@ Design.
   differentiation of the shooting, the first implementation, cost about ten times more (the tangents' many
   small elementwise operations, once per direction).
 - The GNN keeps its learned functions, read from their tables; optionally (``functions``) it also fits a
-  correction to them with as few parameters as the mass-action model has: alpha + beta c added to each
-  metabolite's node term, and a smooth factor on each substrate function (a few Catmull-Rom knots in
-  log c, pinned to 1 at the middle of the range: a constant factor would only trade against k).
+  correction to them with few parameters: a low-degree polynomial added to each metabolite's node term
+  (alpha + beta c, as many as the mass-action model has, and with ``node_degree`` > 1 Legendre terms over the
+  measured range), and a smooth factor on each substrate function (a few Catmull-Rom knots in log c, pinned to
+  1 at the middle of the range: a constant factor would only trade against k).
 """
 from __future__ import annotations
 
@@ -160,8 +161,7 @@ class TabulatedGNN(RateModel):
     metabolite's samples lie, is constant beyond them, and its columns are neither collinear with the line's
     nor with each other's: powers of c / hi were both, and at d = 3 on E. coli core the refinement crawled
     through 40 iterations to a worse fit than the line's), and ``sub_correction`` (orders, knots), the log
-    factor on each
-    substrate function at knots evenly spaced in log c, 0 at ``anchor`` (the GNN's gauge c_ref, where its
+    factor on each substrate function at knots evenly spaced in log c, 0 at ``anchor`` (the GNN's gauge c_ref, where its
     substrate function is c_ref^s by construction, so that the correction keeps k in that gauge; None: the
     middle of the range). The knots span ``knot_range`` (lo, hi) in c, the correction constant beyond it; None:
     the tables' range. ``node_range`` None: every metabolite's range is the tables' [0, hi]."""

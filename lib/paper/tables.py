@@ -9,6 +9,8 @@ from typing import Sequence
 import pandas as pd
 from great_tables import GT, md
 
+from common.numbers import MISSING
+
 FONT_SIZE = "14px"
 _NUMERIC = re.compile(r"^[−+\-]?[\d,]*\.?\d+(?:\s*±\s*[\d,]*\.?\d+)?\s*%?$|^–$")
 
@@ -20,13 +22,16 @@ def _is_numeric(column: pd.Series) -> bool:
 def readable(table: pd.DataFrame, id: str, *, stub: str | None = None, group: str | None = None,
              spanners: dict[str, Sequence[str]] | None = None, notes: Sequence[str] = (),
              markdown: Sequence[str] = (), labels: dict[str, str] | None = None) -> GT:
-    """`table` (display strings; its index is dropped) as a compact great_tables table.
+    """`table` (display strings; its index is dropped; a missing cell shows `MISSING`) as a compact great_tables
+    table.
 
     `stub` names the column of row labels, `group` a column whose values group the rows, `spanners` maps a
     label to the columns it spans, `notes` are source notes under the table (markdown) and `markdown` the
     columns whose cells are markdown (code spans, math); `labels` shows columns under other headings (so that
     columns under different spanners can share one)."""
     df = table.reset_index(drop=True).copy()
+    for c in df.columns[df.isna().any()]:
+        df[c] = df[c].astype(object).where(df[c].notna(), MISSING)
     gt = GT(df, rowname_col=stub, groupname_col=group, id=id, auto_align=False)
     data_cols = [c for c in df.columns if c not in (stub, group)]
     right = [c for c in data_cols if _is_numeric(df[c])]

@@ -158,11 +158,17 @@ def test_the_gauges_are_compared_on_the_data_sets_where_both_ran():
     assert list(fr.gauge_display(t)["R²"])[0] == "0.9500 → 0.9900"
 
 
-def test_the_gauge_of_the_benchmarks_gnn_fits_is_counted():
+def test_the_gauge_and_node_degree_of_the_benchmarks_gnn_fits_are_counted():
     rows = _rows(0.99, 0.93)
-    assert "4 GNN fits in the benchmark tables above, 4 were made at c_ref = 1 and 0" in fr.gauge_count(rows)
+    assert "4 GNN fits in the benchmark tables above, 4 were made at c_ref = 1 and 0 at" in fr.fit_count(rows)
     rows["c_ref"] = np.where(rows["seed"] == 2, 3.4, np.nan)
-    assert "4 GNN fits in the benchmark tables above, 2 were made at c_ref = 1 and 2 at" in fr.gauge_count(rows)
+    assert "4 GNN fits in the benchmark tables above, 2 were made at c_ref = 1 and 2 at" in fr.fit_count(rows)
+    curved = (rows["seed"] == 2) & (rows["dt"] == 1.0)
+    rows["node_degree"] = np.where(curved, 3, np.nan)  # recorded by the benchmark; absent on older rows
+    s = fr.fit_count(rows)
+    assert ("2 were made at c_ref = 1, 1 at the data's scale with node corrections α + β c and 1 at the data's "
+            "scale with the node terms' curvature up to degree 3") in s
+    assert f"fits at the data's scale with {'node' if fr.default_node_degree() == 1 else 'the curvature'}" in s
 
 
 def test_the_tables_score_each_data_set_at_the_default_gauge_where_it_was_fitted_there():
@@ -176,7 +182,19 @@ def test_the_tables_score_each_data_set_at_the_default_gauge_where_it_was_fitted
     assert (gnn.loc[1, "r2_determined"] == 0.99).all() and (gnn.loc[2, "r2_determined"] == 0.95).all()
     assert rows["error"].isna().all()  # a failed refit does not hide a fit that succeeded
     assert (rows.loc[rows["estimator"] == "fd-ls", "r2_determined"] == 0.95).all()
-    assert "4 GNN fits in the benchmark tables above, 2 were made at c_ref = 1 and 2 at" in fr.gauge_count(rows)
+    assert "4 GNN fits in the benchmark tables above, 2 were made at c_ref = 1 and 2 at" in fr.fit_count(rows)
+
+
+def test_the_tables_score_the_default_fit_at_its_default_node_degree_where_it_was_fitted_with_it():
+    line = _rows(0.95, 0.6, gnn="gnn+refine-functions").assign(c_ref=3.4)
+    curved = line[line["estimator"] == fr.DEFAULT].assign(r2_determined=0.98, node_degree=3)
+    for first, second in ((line, curved), (curved, line)):  # whichever file comes first
+        rows = fr.at_default(pd.concat([first, second], ignore_index=True))
+        assert len(rows) == len(line)
+        gnn = rows[rows["estimator"] == fr.DEFAULT]
+        assert (gnn["r2_determined"] == (0.98 if fr.default_node_degree() == 3 else 0.95)).all()
+    only_curved = fr.at_default(pd.concat([line[line["estimator"] != fr.DEFAULT], curved]))
+    assert (only_curved.loc[only_curved["estimator"] == fr.DEFAULT, "r2_determined"] == 0.98).all()
 
 
 def test_the_node_curvature_is_compared_with_the_default_fit_on_the_same_data_sets():
@@ -184,15 +202,15 @@ def test_the_node_curvature_is_compared_with_the_default_fit_on_the_same_data_se
     curved = _rows(0.98, 0.91)
     curved = curved[(curved["estimator"] == fr.DEFAULT) & (curved["seed"] == 1)].assign(
         c_ref=3.4, overrides=[["model.c_ref=auto", "refine.node_degree=3"]] * 2)
-    t = fr.curvature_table(line, pd.concat([curved, line], ignore_index=True))  # the variant file may hold both
+    t = fr.curvature_table(pd.concat([curved, line, line], ignore_index=True))  # a data set's first row of each
     assert len(t) == 2 and set(t["degree"]) == {3} and set(t["seed"]) == {1}
     assert (t["r2_determined_line"] == 0.95).all() and (t["r2_determined_curved"] == 0.98).all()
     s = fr.curvature_sentence(t)
     assert "up to degree 3" in s and "more accurate on 2 of the 2 data sets" in s
     assert "mean 0.950 with the line and 0.980 with the curvature" in s and "90–98% in 2 of 2 (with the line: 0)" in s
     assert list(fr.curvature_display(t)["coverage"]) == ["60% → 91%"] * 2
-    # a curved fit among the default rows is not the line it is compared with
-    assert fr.curvature_table(pd.concat([curved, line]).drop_duplicates(fr.DATA_SET + ["estimator"]), curved).empty
-    assert "not yet been run" in fr.curvature_sentence(fr.curvature_table(line, line))
+    recorded = curved.assign(overrides=[["model.c_ref=auto"]] * 2, node_degree=3)  # the degree as recorded
+    assert fr.curvature_table(pd.concat([recorded, line])).equals(t)
+    assert "not yet been run" in fr.curvature_sentence(fr.curvature_table(line))
     at_one = line.assign(c_ref=1.0)  # the line fitted at another gauge only: no comparison
-    assert fr.curvature_table(at_one, curved).empty
+    assert fr.curvature_table(pd.concat([at_one, curved])).empty

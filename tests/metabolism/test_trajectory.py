@@ -370,7 +370,7 @@ def test_refined_gnn_fit_holds_its_functions_and_refines_k(toy):
     assert not np.allclose(refined.k, plain.k)
     joint = fit_data(net, pb.data, load_fit_config(overrides=fast), progress=False)  # the default: functions too
     r = joint.report["refine"]
-    assert r["parameters"] == ["log_k", "alpha", "beta", "sub_correction"]
+    assert r["parameters"] == ["log_k", "alpha", "beta", "gamma", "sub_correction"]  # the node curvature too
     assert r["rmse_log_end"] <= refined.report["refine"]["rmse_log_end"] * 1.001
     assert not np.allclose(joint.functions["node"], plain.functions["node"])
     assert np.isfinite(joint.intervals.lo).all()
