@@ -328,9 +328,10 @@ def curvature_sentence(table: pd.DataFrame) -> str:
     degrees = "/".join(str(d) for d in sorted(set(table["degree"])))
     return (f"With the node terms' curvature (Legendre polynomials up to degree {degrees} over each metabolite's "
             f"measured range, `refine.node_degree`) the refined GNN is more accurate on {better} of the {n} data "
-            f"sets fitted both ways (R² of log10 k over the determined reactions, mean "
-            f"{table['r2_determined_line'].mean():.3f} with the line and {table['r2_determined_curved'].mean():.3f} "
-            f"with the curvature), with a mean coverage of {table['coverage_determined_line'].mean():.0%} and "
+            f"sets fitted both ways (R² of log10 k over the determined reactions, median "
+            f"{table['r2_determined_line'].median():.3f} with the line and "
+            f"{table['r2_determined_curved'].median():.3f} with the curvature: a median, since one data set where "
+            f"both fail would dominate a mean), with a mean coverage of {table['coverage_determined_line'].mean():.0%} and "
             f"{table['coverage_determined_curved'].mean():.0%}; its intervals cover the true k at 90–98% in "
             f"{band['curved']} of {n} (with the line: {band['line']}).")
 
@@ -473,8 +474,10 @@ def recovery_figure(rows: pd.DataFrame):
                 ax.set_xlabel("noise (%)")
             if c == 0:
                 ax.set_ylabel("R² (determined)")
-    axes[0][-1].legend(frameon=False, fontsize=7, loc="lower left")
-    fig.tight_layout()
+    legend = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
+    handles, labels = list(legend.values()), list(legend)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))  # the legend below the panels, where it hides no curve
+    fig.legend(handles, labels, frameon=False, fontsize=7, loc="lower center", ncol=max(1, len(labels)))
     return fig
 
 

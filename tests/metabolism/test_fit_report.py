@@ -207,7 +207,9 @@ def test_the_node_curvature_is_compared_with_the_default_fit_on_the_same_data_se
     assert (t["r2_determined_line"] == 0.95).all() and (t["r2_determined_curved"] == 0.98).all()
     s = fr.curvature_sentence(t)
     assert "up to degree 3" in s and "more accurate on 2 of the 2 data sets" in s
-    assert "mean 0.950 with the line and 0.980 with the curvature" in s and "90–98% in 2 of 2 (with the line: 0)" in s
+    assert "median 0.950 with the line and 0.980 with the curvature" in s and "90–98% in 2 of 2 (with the line: 0)" in s
+    failed = pd.concat([t, t.iloc[:1].assign(seed=9, r2_determined_line=-50.0, r2_determined_curved=-60.0)])
+    assert "median 0.950 with the line and 0.980 with the curvature" in fr.curvature_sentence(failed)
     assert list(fr.curvature_display(t)["coverage"]) == ["60% → 91%"] * 2
     recorded = curved.assign(overrides=[["model.c_ref=auto"]] * 2, node_degree=3)  # the degree as recorded
     assert fr.curvature_table(pd.concat([recorded, line])).equals(t)
