@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from metabolism.config import RefineConfig
+
 ESTIMATORS = {"gnn": "GNN, integral objective only", "mass-action": "mass-action oracle, integral objective only",
               "fd-ls": "least squares, finite differences", "spline-ls": "least squares, spline derivatives",
               "pypesto": "pyPESTO + AMICI", "sindy": "weak SINDy", "sindy-stoich": "weak SINDy, S diag(k) imposed",
@@ -169,10 +171,10 @@ def sentences(rows: pd.DataFrame, estimator: str = DEFAULT, oracle: str = ORACLE
     out.append(f"The {name} meets the accuracy target (R² of log10 k over the determined reactions at least 0.99 "
                f"at 0–1% noise, 0.95 at 5%) in {len(met)} of {len(scored)} conditions"
                + ("." if len(met) == len(scored) else "; it falls short in "
-                  + ", ".join(f"{r.network} sampled every {r.dt:g} at {r.noise:.0%} noise (R² {r.r2:.3f})"
+                  + ", ".join(f"{r.network.replace('_', ' ')} sampled every {r.dt:g} at {r.noise:.0%} noise (R² {r.r2:.3f})"
                               for r in scored[~scored["r2_met"]].itertuples()) + "."))
     within = t[t["within_oracle"]]
-    out.append(f"It is within 0.02 of the {ESTIMATORS[oracle]} in {len(within)} of {len(t)} conditions, and at "
+    out.append(f"It is within 0.02 of the {ESTIMATORS[oracle]}, in {len(within)} of {len(t)} conditions, and at "
                f"least as accurate as the better derivative-based least squares in "
                f"{int(t['beats_derivative_peers'].sum())} of {len(t)}.")
     noisy = t[(t["noise"] > 0) & t["coverage"].notna()]
@@ -284,8 +286,6 @@ def _paired(first: pd.DataFrame, second: pd.DataFrame, names: tuple[str, str],
 
 def default_node_degree() -> int:
     """The degree of the node correction that ``metabolism fit`` uses by default (``refine.node_degree``)."""
-    from metabolism.config import RefineConfig
-
     return RefineConfig().node_degree
 
 
@@ -331,7 +331,8 @@ def curvature_sentence(table: pd.DataFrame) -> str:
             f"sets fitted both ways (R² of log10 k over the determined reactions, median "
             f"{table['r2_determined_line'].median():.3f} with the line and "
             f"{table['r2_determined_curved'].median():.3f} with the curvature: a median, since one data set where "
-            f"both fail would dominate a mean), with a mean coverage of {table['coverage_determined_line'].mean():.0%} and "
+            f"both fail would dominate a mean), with a mean coverage of "
+            f"{table['coverage_determined_line'].mean():.0%} and "
             f"{table['coverage_determined_curved'].mean():.0%}; its intervals cover the true k at 90–98% in "
             f"{band['curved']} of {n} (with the line: {band['line']}).")
 

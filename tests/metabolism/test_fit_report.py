@@ -24,11 +24,11 @@ def test_sentences_are_computed_from_the_results():
     good = fr.sentences(_rows(0.995, 0.94))
     assert good[0].startswith("The GNN (the default fit: integral objective, then trajectory matching) meets the "
                               "accuracy target") and "in 2 of 2 conditions." in good[0]
-    assert "within 0.02 of the mass-action oracle, refined by trajectory matching in 2 of 2" in good[1]
+    assert "within 0.02 of the mass-action oracle, refined by trajectory matching, in 2 of 2" in good[1]
     assert "94% to 94%" in good[2] and "met in 2 of 2" in good[2]
     assert "in 1 of 1 network and noise conditions" in good[3]
     bad = fr.sentences(_rows(0.90, 0.5))
-    assert "in 0 of 2 conditions; it falls short in ecoli_core sampled every 0.1 at 1% noise (R² 0.900)" in bad[0]
+    assert "in 0 of 2 conditions; it falls short in ecoli core sampled every 0.1 at 1% noise (R² 0.900)" in bad[0]
     assert "in 0 of 2" in bad[1] and "better derivative-based least squares in 0 of 2" in bad[1]
     assert "met in 0 of 2" in bad[2]
 
