@@ -82,12 +82,13 @@ def score(k_true: np.ndarray, k: np.ndarray, flagged: np.ndarray, lo: np.ndarray
     and signed over the determined reactions: a bias shared by every k shows there) and the intervals' coverage."""
     lt, ll = np.log10(k_true), np.log10(np.maximum(k, K_FLOOR))
     det = ~flagged
-    err = np.abs(ll - lt)
+    diff = ll - lt
+    err = np.abs(diff)
     out = {"r2_all": r2_identity(lt, ll), "r2_determined": r2_identity(lt[det], ll[det]) if det.sum() > 2 else None,
            "n_reactions": int(lt.size), "flagged": int(flagged.sum()),
            "outliers_determined": int((err[det] > threshold).sum()), "outliers_all": int((err > threshold).sum()),
            "median_abs_error": float(np.median(err)),
-           "median_error_determined": float(np.median((ll - lt)[det])) if det.any() else None}
+           "median_error_determined": float(np.median(diff[det])) if det.any() else None}
     if lo is not None:
         inside = (k_true >= lo) & (k_true <= hi)
         out["coverage_determined"] = float(inside[det].mean()) if det.any() else None
