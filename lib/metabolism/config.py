@@ -180,6 +180,10 @@ class RefineConfig(_Section):
         20, description="refine first on segments of this many sample intervals, then on `segment`: short "
         "segments forgive a poor start (a wider basin), long ones determine k better (fit._refine, where the "
         "benchmark behind it is); None, or a value not below `segment`: one stage")
+    second_start: Literal["smoothed", "first-stage"] = Field(
+        "smoothed", description="where the second stage's segments start: on the smoothed data, as the first "
+        "stage's do, or on the first stage's fitted trajectories (where sparse samples leave the smoothing "
+        "far from the states: benchmarks/results/metabolism_measurements_second_start.json)")
     iterations: PositiveInt = Field(20, description="Levenberg-Marquardt iterations at most (5-7 sufficed on "
                                     "E. coli core)")
     max_step: float = Field(2.0, gt=0, description="largest change of any refined parameter in one "

@@ -379,6 +379,8 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: 
     terms' curvature (``refine.node_degree`` > 1) is fitted in the second stage only: fitted on short segments
     (E. coli core, 901, every 0.1, 10% noise, degree 3), it lowered their objective by 0.1% but left a model
     whose 262-interval trajectories started the second stage at 5.4 instead of 0.015, and never came back.
+    The second stage's segments start on the smoothed data (``refine.second_start``) or on the first stage's
+    fitted trajectories.
 
     A k the integral fit left at its floor (or negative) starts at the geometric mean of the others: at the
     floor its rate term, and so its gradient, vanishes."""
@@ -402,6 +404,8 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: 
         first = tj.refine(rhs, data, init, rc.first_segment, [n for n in names if n != "gamma"],
                           iterations=rc.iterations, safety=rc.safety, covariance=False, ridge=ridge,
                           max_step=rc.max_step)
+    if first is not None and rc.second_start == "first-stage":
+        init = first.states
     ref = tj.refine(rhs, data, init, segment, names, iterations=rc.iterations, safety=rc.safety, ridge=ridge,
                     max_step=rc.max_step)
     if model is not None:

@@ -56,6 +56,11 @@ def load_rows(*paths: str | Path) -> pd.DataFrame:
     return frame
 
 
+def network_name(network: str) -> str:
+    """A network's id as the page writes it ("ecoli_core" -> "ecoli core")."""
+    return network.replace("_", " ")
+
+
 def _pct(v: float) -> str:
     """A fraction as a whole percentage, "–" where there is none."""
     return "–" if not np.isfinite(v) else f"{100 * v:.0f}%"
@@ -105,7 +110,7 @@ def recovery_table(rows: pd.DataFrame, estimators=("gnn", "mass-action", "fd-ls"
     ok = rows[rows["error"].isna()]
     out = []
     for (net, dt, noise), g in ok.groupby(["network", "dt", "noise"]):
-        row = {"network": net.replace("_", " "), "every": f"{dt:g}", "noise (%)": f"{100 * noise:.0f}"}
+        row = {"network": network_name(net), "every": f"{dt:g}", "noise (%)": f"{100 * noise:.0f}"}
         for est in estimators:
             e = g[g["estimator"] == est]
             row[SHORT[est]] = (f"{_mean_sd(e['r2_determined'])} ({e['flagged'].mean():.0f})" if len(e) else "–")
@@ -171,8 +176,8 @@ def sentences(rows: pd.DataFrame, estimator: str = DEFAULT, oracle: str = ORACLE
     out.append(f"The {name} meets the accuracy target (R² of log10 k over the determined reactions at least 0.99 "
                f"at 0–1% noise, 0.95 at 5%) in {len(met)} of {len(scored)} conditions"
                + ("." if len(met) == len(scored) else "; it falls short in "
-                  + ", ".join(f"{r.network.replace('_', ' ')} sampled every {r.dt:g} at {r.noise:.0%} noise (R² {r.r2:.3f})"
-                              for r in scored[~scored["r2_met"]].itertuples()) + "."))
+                  + ", ".join(f"{network_name(r.network)} sampled every {r.dt:g} at {r.noise:.0%} noise "
+                              f"(R² {r.r2:.3f})" for r in scored[~scored["r2_met"]].itertuples()) + "."))
     within = t[t["within_oracle"]]
     out.append(f"It is within 0.02 of the {ESTIMATORS[oracle]}, in {len(within)} of {len(t)} conditions, and at "
                f"least as accurate as the better derivative-based least squares in "
@@ -202,7 +207,7 @@ def peers_table(rows: pd.DataFrame) -> pd.DataFrame:
     sub = ok.merge(peer_keys, on=["network", "seed", "dt", "noise"])
     out = []
     for r in sub.itertuples():
-        out.append({"network": r.network.replace("_", " "), "noise (%)": round(100 * r.noise),
+        out.append({"network": network_name(r.network), "noise (%)": round(100 * r.noise),
                     "sampled every": r.dt, "estimator": ESTIMATORS.get(r.estimator, r.estimator),
                     "R² log10 k (determined)": r.r2_determined, "flagged": r.flagged,
                     "outliers": r.outliers_determined,
@@ -351,7 +356,7 @@ def _pair_display(table: pd.DataFrame, names: tuple[str, str], extra: dict) -> p
 
     a, b = names
     return pd.DataFrame([{
-        "network": r["network"].replace("_", " "), "seed": str(r["seed"]), "every": f"{r['dt']:g}",
+        "network": network_name(r["network"]), "seed": str(r["seed"]), "every": f"{r['dt']:g}",
         "noise (%)": f"{100 * r['noise']:.0f}", **{k: f(r) for k, f in extra.items()},
         "R²": f"{fmt(r[f'r2_determined_{a}'], 4)} → {fmt(r[f'r2_determined_{b}'], 4)}",
         "coverage": f"{_pct(r[f'coverage_determined_{a}'])} → {_pct(r[f'coverage_determined_{b}'])}",
@@ -468,7 +473,7 @@ def recovery_figure(rows: pd.DataFrame):
                 if len(e):
                     ax.plot(100 * e["noise"], e["r2_determined"].clip(lower=0), marker="o", ms=3, label=SHORT[est],
                             color=COLOURS[est], ls="-" if est in REFINED else "--")
-            ax.set_title(f"{net.replace('_', ' ')}, sampled every {dt:g}", fontsize=9)
+            ax.set_title(f"{network_name(net)}, sampled every {dt:g}", fontsize=9)
             ax.set_ylim(0, 1.02)
             ax.axhline(0.95, color="grey", lw=0.5, ls=":")
             if r == len(networks) - 1:
@@ -593,7 +598,7 @@ def targets_display(t: pd.DataFrame) -> pd.DataFrame:
     if t.empty:
         return pd.DataFrame([{c: ("–" if c != "network" else "no GNN results yet") for c in columns}])
     return pd.DataFrame([{
-        "network": r.network.replace("_", " "), "every": f"{r.dt:g}", "noise (%)": f"{100 * r.noise:.0f}",
+        "network": network_name(r.network), "every": f"{r.dt:g}", "noise (%)": f"{100 * r.noise:.0f}",
         "seeds": str(r.seeds), "GNN R²": fmt(r.r2, 3), "target": target(r),
         "outliers": str(r.outliers) + ("" if r.outliers_met else " **(target 0)**"),
         "oracle R²": fmt(r.oracle_r2, 3) + ("" if r.within_oracle else " **(> 0.02 better)**"),
@@ -609,7 +614,8 @@ def scale_display(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
     return pd.DataFrame([{
-        "metabolites": fmt(r.n_metabolites, 0), "reactions": fmt(r.n_reactions, 0), "simulate (s)": fmt(r.simulate_s, 1),
+        "metabolites": fmt(r.n_metabolites, 0), "reactions": fmt(r.n_reactions, 0),
+        "simulate (s)": fmt(r.simulate_s, 1),
         "objective (s)": fmt(r.objective_s, 1), "mass-action fit (s)": fmt(r.mass_action_s, 1),
         "GNN step (s)": fmt(r.gnn_step_s, 3), "GNN fit (min, extrapolated)": fmt(r.gnn_fit_s_extrapolated / 60, 1),
         "peak memory (GB)": fmt(r.peak_mb / 1024, 2)} for r in frame.itertuples()])
@@ -657,8 +663,8 @@ def refinement_display(table: pd.DataFrame) -> pd.DataFrame:
 
     out = []
     for r in table.to_dict("records"):
-        row = {"network": r["network"].replace("_", " "), "every": f"{r['dt']:g}", "noise (%)": f"{100 * r['noise']:.0f}",
-               "seeds": str(len(r["seeds"].split(", ")))}
+        row = {"network": network_name(r["network"]), "every": f"{r['dt']:g}",
+               "noise (%)": f"{100 * r['noise']:.0f}", "seeds": str(len(r["seeds"].split(", ")))}
         for base in REFINED.values():
             done = r[f"{base}_seeds"] > 0
             row[f"{base} R²"] = f"{fmt(r[f'{base}_r2_integral'], 3)} → {fmt(r[f'{base}_r2'], 3)}" if done else "–"

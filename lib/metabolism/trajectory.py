@@ -494,6 +494,10 @@ class Refinement:
     that misses part of the dynamics) widen it, independent ones leave it about ``cov``."""
     blocks: int = 0
     """How many blocks of consecutive samples the sandwich summed its scores over."""
+    states: np.ndarray | None = None
+    """The fitted trajectories at every sample (all samples, n) in the data's order of experiments and
+    times: each segment integrated from its fitted start with the final parameters (where segments share a
+    sample, the later one's start)."""
 
     @property
     def rmse_log_start(self) -> float:
@@ -504,7 +508,7 @@ class Refinement:
         return math.sqrt(self.loss_end)
 
     def to_dict(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("cov", "cov_robust")}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("cov", "cov_robust", "states")}
         return {**out, "rmse_log_start": self.rmse_log_start, "rmse_log_end": self.rmse_log_end}
 
 
@@ -540,6 +544,20 @@ class _Problem:
             return torch.func.functional_call(self.rhs, state, (c,))
         pred = shoot(f, u.exp(), self.seg.dt.to(u.dtype), self.step)
         return (torch.log(pred.clamp_min(1e-12)) - self.seg.log_c) * self.mask
+
+    def states(self, theta: torch.Tensor, u: torch.Tensor, data: Measurements) -> np.ndarray:
+        """The model's concentrations at every sample (all samples, n), each segment integrated from its
+        start u; a sample two segments share takes the later segment's start."""
+        self.load(theta)
+        with torch.no_grad():
+            pred = shoot(self.rhs, u.exp(), self.seg.dt.to(u.dtype), self.step).cpu().numpy()
+        offsets = np.cumsum([0] + [e.t.size for e in data.experiments])
+        out = np.full((int(offsets[-1]), pred.shape[-1]), np.nan)
+        steps = (self.seg.dt > 0).sum(1).cpu().numpy()
+        for b, (e_idx, s) in enumerate(zip(self.seg.experiment, self.seg.start)):
+            row = offsets[e_idx] + s
+            out[row:row + steps[b] + 1] = pred[b, :steps[b] + 1]
+        return out
 
     def linearised(self, theta: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The residuals (B, R) and their Jacobian (B, R, p + n) in theta and in each segment's own initial
@@ -707,7 +725,7 @@ def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None
     improved = loss < start_loss
     if not improved:
         theta, u, loss = theta0, u0, start_loss
-    prob.load(theta)
+    states = prob.states(theta, u, data)
     cov = cov_robust = None
     blocks = 0
     if covariance:
@@ -721,4 +739,4 @@ def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None
         cov_robust, blocks = robust_covariance(J, r, N, H_inv, u.shape[1], block)
     return Refinement(loss_start=start_loss, loss_end=loss, iterations=it, step=h, segments=seg.n_segments,
                       segment_length=segment, seconds=time.perf_counter() - t0, improved=improved, cov=cov,
-                      cov_robust=cov_robust, blocks=blocks)
+                      cov_robust=cov_robust, blocks=blocks, states=states)

@@ -251,6 +251,40 @@ def test_refinement_recovers_k_from_a_wrong_start_on_clean_data(toy):
     assert (np.diag(ref.cov) >= 0).all()
 
 
+def test_the_refinements_states_are_its_fitted_trajectories_at_every_sample(toy):
+    """From the true k on clean data, the fitted trajectories are the data at every sample, in the data's
+    order, each segment (also the short last one of an experiment) written in full."""
+    net, _ = toy
+    clean = make_problem(net, n_experiments=3, t_end=20, dt=0.2, noise=0.0, seed=2).data
+    ode = tj.MassActionODE(net, net.k, net.lam * net.baseline, -net.lam)
+    ref = tj.refine(ode, clean, None, 7, ["log_k"], iterations=1, covariance=False)
+    measured = np.concatenate([e.c for e in clean.experiments])
+    assert ref.states.shape == measured.shape and np.isfinite(ref.states).all()
+    np.testing.assert_allclose(ref.states, measured, rtol=1e-4)
+    assert "states" not in ref.to_dict()
+
+
+def test_the_second_stage_starts_on_the_first_stages_trajectories_when_asked(toy, monkeypatch):
+    net, pb = toy
+    calls = []
+    refine = tj.refine
+
+    def spy(rhs, data, init, segment, *args, **kwargs):
+        out = refine(rhs, data, init, segment, *args, **kwargs)
+        calls.append((init, out.states))
+        return out
+
+    monkeypatch.setattr(tj, "refine", spy)
+    base = ["estimator=mass-action", "uncertainty.bootstrap=0", "refine.first_segment=5", "refine.segment=20",
+            "refine.iterations=2"]
+    for start in ("smoothed", "first-stage"):
+        calls.clear()
+        fit_data(net, pb.data, load_fit_config(overrides=[*base, f"refine.second_start={start}"]), progress=False)
+        (first_init, first_states), (second_init, _) = calls
+        assert (second_init is first_states) == (start == "first-stage")
+        assert (second_init is first_init) == (start == "smoothed")
+
+
 def test_a_step_bound_keeps_a_k_far_below_the_data_from_stalling_the_refinement(toy):
     """A k a million times too small: its rate term, gradient and curvature all vanish, so the damped step in
     its log is ~1/k, every trial integration fails and the stage gives up at once; bounded, it climbs."""
