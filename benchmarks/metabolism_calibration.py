@@ -141,10 +141,11 @@ def report() -> None:
         r = d["report_refine"]
         expected = "-".join([d["network"], str(d["seed"]), str(d["dt"]), str(d["noise"]),
                              "_".join(d["overrides"]).replace("=", "-") or "default"])
-        label = " ".join(d["overrides"]) or "default"
+        label = f"{d['network']} {d['seed']} every {d['dt']:g} at {d['noise']:.0%}: " \
+            + (" ".join(d["overrides"]) or "default")
         if path.stem != expected:  # a fit kept under its own name beside a later one with the same overrides
             label += f" ({path.stem[len(expected) + 1:]})"
-        print(f"{label:45s} R2det {r2_identity(lt[det], lk[det]):.4f}  "
+        print(f"{label:70s} R2det {r2_identity(lt[det], lk[det]):.4f}  "
               f"median|err| {np.median(np.abs(lk - lt)):.3f}  z {z[det].mean():+.2f} / {z[det].std():.2f}  "
               f"coverage {np.mean(np.abs(z[det]) < 1.96):.1%}  objective {r['loss_end']:.7f} "
               f"({r['iterations']} it.)  corr(z, substrate log c) {np.corrcoef(z[det], sub[det])[0, 1]:+.2f}  "

@@ -436,7 +436,8 @@ def budget_answers(by_budget: dict[str, dict], baseline: str = "gdss") -> str:
             continue
         best = best_cell_variant(table)
         row = compare(table, baseline, metrics=("fcd",)).set_index("variant").loc[best]
-        seeds = int(table.groupby("variant").size().min())
+        counts = table.groupby("variant").size()
+        seeds = int(min(counts[best], counts[baseline]))  # the pair compared, not the variant with fewest seeds
         if seeds > 1:
             state = ("better" if row["better beyond spread"] else "worse" if row["worse beyond spread"]
                      else "within the spread")

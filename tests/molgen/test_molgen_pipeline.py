@@ -245,6 +245,9 @@ def test_budget_answers_name_where_the_answer_changes():
     assert "the same at every budget" in same
     assert "not measured yet" in figures.budget_answers({"a": runs(4.0, 8.0), "b": {"table": []}})
     assert "No budget" in figures.budget_answers({})
+    fewer = runs(4.0, 8.0)
+    fewer["table"] += [{"variant": "can_feat", "seed": 1, "epochs": 10, "fcd": 20.0, "nspdk": 0.02}]
+    assert "(worse; 3 seeds)" in figures.budget_answers({"a": fewer})  # the pair's seeds, not the fewest
     one = {"table": [r for r in runs(4.0, 8.0)["table"] if r["seed"] == 1]}
     flipped = {"table": [r for r in runs(3.0, 2.0)["table"] if r["seed"] == 1]}
     text = figures.budget_answers({"a": one, "b": flipped})
