@@ -176,10 +176,11 @@ class RefineConfig(_Section):
     segment: PositiveInt | Literal["auto"] = Field(
         "auto", description="sample intervals per shooting segment (each segment's initial state is free); "
         "auto: four times the data's time scale (fit.resolve_segment, where the benchmark behind it is)")
-    first_segment: PositiveInt | None = Field(
-        20, description="refine first on segments of this many sample intervals, then on `segment`: short "
+    first_segment: PositiveInt | Literal["auto"] | None = Field(
+        "auto", description="refine first on segments of this many sample intervals, then on `segment`: short "
         "segments forgive a poor start (a wider basin), long ones determine k better (fit._refine, where the "
-        "benchmark behind it is); None, or a value not below `segment`: one stage")
+        "benchmark behind it is); auto: 20 where `segment` is longer, else a quarter of it (at least 2; "
+        "fit.resolve_first_segment); None, or a value not below `segment`: one stage")
     second_start: Literal["smoothed", "first-stage"] = Field(
         "smoothed", description="where the second stage's segments start: on the smoothed data, as the first "
         "stage's do, or on the first stage's fitted trajectories (where sparse samples leave the smoothing "

@@ -37,7 +37,7 @@ from . import massaction as ma
 from . import trajectory as tj
 from . import uncertainty as unc
 from . import weakform as wfm
-from .config import FitConfig, load_fit_config
+from .config import FitConfig, RefineConfig, load_fit_config
 from .importers import REVERSE_SUFFIX, ImportReport, load_network
 from .measurements import Experiment, Measurements, read_measurements, require_observed
 from .model import MetabolismGNN
@@ -124,6 +124,26 @@ def resolve_segment(cfg: FitConfig, data: Measurements, tau: float | None = None
     tau = time_scale(data, cfg.weakform.smoothing, cfg.weakform.log) if tau is None else tau
     longest = max(e.t.size for e in data.experiments) - 1
     return int(np.clip(round(SEGMENT_TIME_SCALES * tau / _median_dt(data)), 4, max(4, longest)))
+
+
+FIRST_SEGMENT = 20
+"""The automatic first stage's segment in sample intervals where the stage's segment is longer."""
+
+
+def resolve_first_segment(refine: RefineConfig, segment: int) -> int | None:
+    """Sample intervals per segment of the refinement's first stage, or None for one stage: the configured
+    number where it is below ``segment``, or (auto) ``FIRST_SEGMENT``, a quarter of ``segment`` (at least 2)
+    where that is not shorter.
+
+    Why a quarter: sampled every 1.0 the oscillatory regime's auto segment is 10-11 intervals, so 20 ran one
+    stage from integral fits far from the data (RMSE 1.4-2.3 in log c), which long segments do not forgive;
+    3-interval segments first took the GNN from R^2 0.68 to 0.996 (seed 901, 5% noise) and from -1.77 to 0.977
+    (10%) (``benchmarks/results/metabolism_measurements_first_segment.json``). Where the segment is longer than
+    20 (every 0.1, E. coli core every 1.0) auto is the 20 behind ``_refine``'s evidence."""
+    first = refine.first_segment
+    if first == "auto":
+        first = FIRST_SEGMENT if FIRST_SEGMENT < segment else max(2, -(-segment // 4))
+    return int(first) if first is not None and first < segment else None
 
 
 def resolve_gauge(cfg: FitConfig, data: Measurements) -> float:
@@ -371,11 +391,12 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: 
     the curvature (the block-robust sandwich's standard errors of log k beside them in the report, measured
     against the curvature's in the benchmark, not yet used for the intervals).
 
-    In two stages when ``refine.first_segment`` is shorter than ``segment``: short segments first, from the
-    integral fit, then the long ones from there. Long segments determine k better but trap a poor start: on
-    E. coli core (seed 901, sampled every 0.1, 5% noise) the GNN refined on auto's 263-interval segments alone
-    stayed at R^2 0.78 (its integral fit's 0.77), on 20-interval segments reached 0.945, and through both
-    0.993 (``report["refine"]["first_stage"]`` is the first stage's record; ``seconds`` counts both). The node
+    In two stages when the first stage's segment (``resolve_first_segment``) is shorter than ``segment``: short
+    segments first, from the integral fit, then the long ones from there. Long segments determine k better but
+    trap a poor start: on E. coli core (seed 901, sampled every 0.1, 5% noise) the GNN refined on auto's
+    263-interval segments alone stayed at R^2 0.78 (its integral fit's 0.77), on 20-interval segments reached
+    0.945, and through both 0.993 (``report["refine"]["first_stage"]`` is the first stage's record; ``seconds``
+    counts both). The node
     terms' curvature (``refine.node_degree`` > 1) is fitted in the second stage only: fitted on short segments
     (E. coli core, 901, every 0.1, 10% noise, degree 3), it lowered their objective by 0.1% but left a model
     whose 262-interval trajectories started the second stage at 5.4 instead of 0.015, and never came back.
@@ -400,10 +421,11 @@ def _refine(stoich: Stoichiometry, data: Measurements, cfg: FitConfig, segment: 
     init = np.concatenate([tr(e.t) for tr, e in zip(trajectories, data.experiments)])
     ridge = {"sub_correction": rc.function_ridge}
     first = None
-    if rc.first_segment is not None and rc.first_segment < segment:
-        first = tj.refine(rhs, data, init, rc.first_segment, [n for n in names if n != "gamma"],
+    first_segment = resolve_first_segment(rc, segment)
+    if first_segment is not None:
+        first = tj.refine(rhs, data, init, first_segment, [n for n in names if n != "gamma"],
                           iterations=rc.iterations, safety=rc.safety, covariance=False, ridge=ridge,
-                          max_step=rc.max_step)
+                          max_step=rc.max_step, states=rc.second_start == "first-stage")
     if first is not None and rc.second_start == "first-stage":
         init = first.states
     ref = tj.refine(rhs, data, init, segment, names, iterations=rc.iterations, safety=rc.safety, ridge=ridge,

@@ -495,9 +495,9 @@ class Refinement:
     blocks: int = 0
     """How many blocks of consecutive samples the sandwich summed its scores over."""
     states: np.ndarray | None = None
-    """The fitted trajectories at every sample (all samples, n) in the data's order of experiments and
-    times: each segment integrated from its fitted start with the final parameters (where segments share a
-    sample, the later one's start)."""
+    """With ``refine(states=True)``, the fitted trajectories at every sample (all samples, n) in the data's
+    order of experiments and times: each segment integrated from its fitted start with the final parameters
+    (where segments share a sample, the later one's start)."""
 
     @property
     def rmse_log_start(self) -> float:
@@ -545,13 +545,13 @@ class _Problem:
         pred = shoot(f, u.exp(), self.seg.dt.to(u.dtype), self.step)
         return (torch.log(pred.clamp_min(1e-12)) - self.seg.log_c) * self.mask
 
-    def states(self, theta: torch.Tensor, u: torch.Tensor, data: Measurements) -> np.ndarray:
-        """The model's concentrations at every sample (all samples, n), each segment integrated from its
-        start u; a sample two segments share takes the later segment's start."""
+    def states(self, theta: torch.Tensor, u: torch.Tensor, offsets: np.ndarray) -> np.ndarray:
+        """The model's concentrations at every sample (all samples, n; ``offsets``: each experiment's first
+        row), each segment integrated from its start u; a sample two segments share takes the later
+        segment's start."""
         self.load(theta)
         with torch.no_grad():
             pred = shoot(self.rhs, u.exp(), self.seg.dt.to(u.dtype), self.step).cpu().numpy()
-        offsets = np.cumsum([0] + [e.t.size for e in data.experiments])
         out = np.full((int(offsets[-1]), pred.shape[-1]), np.nan)
         steps = (self.seg.dt > 0).sum(1).cpu().numpy()
         for b, (e_idx, s) in enumerate(zip(self.seg.experiment, self.seg.start)):
@@ -655,7 +655,8 @@ def _lm_step(N: _Normal, mu: float, ridge: torch.Tensor | None = None,
 def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None, segment: int,
            parameters: list[str], iterations: int = 20, safety: float = 0.5, tolerance: float = 1e-6,
            covariance: bool = True, ridge: dict[str, float] | None = None, max_step: float = math.inf,
-           robust_block: int | None = None, progress: Callable[[int, float], None] | None = None) -> Refinement:
+           robust_block: int | None = None, progress: Callable[[int, float], None] | None = None,
+           states: bool = False) -> Refinement:
     """Fit the named ``parameters`` of ``rhs`` (and every segment's initial state) to the measured
     concentrations by multiple shooting (module docstring), with Levenberg-Marquardt; ``rhs`` is left at the
     best parameters found (its start when the refinement did not lower the objective).
@@ -670,7 +671,9 @@ def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None
     correction where no sample lies) at 0.
     ``max_step`` bounds the change of any global parameter in one step (the step is shortened along its own
     direction): Marquardt's damping scales with each parameter's curvature, so a log k the data barely see, with
-    a gradient, is otherwise sent e^200 away by every trial, each integration fails and the stage gives up."""
+    a gradient, is otherwise sent e^200 away by every trial, each integration fails and the stage gives up.
+    With ``states``, one more integration gives the fitted concentrations at every sample
+    (``Refinement.states``)."""
     t0 = time.perf_counter()
     device = next(rhs.parameters()).device
     seg = segments(data, segment)
@@ -725,7 +728,7 @@ def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None
     improved = loss < start_loss
     if not improved:
         theta, u, loss = theta0, u0, start_loss
-    states = prob.states(theta, u, data)
+    fitted = prob.states(theta, u, offsets) if states else None
     cov = cov_robust = None
     blocks = 0
     if covariance:
@@ -739,4 +742,4 @@ def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None
         cov_robust, blocks = robust_covariance(J, r, N, H_inv, u.shape[1], block)
     return Refinement(loss_start=start_loss, loss_end=loss, iterations=it, step=h, segments=seg.n_segments,
                       segment_length=segment, seconds=time.perf_counter() - t0, improved=improved, cov=cov,
-                      cov_robust=cov_robust, blocks=blocks, states=states)
+                      cov_robust=cov_robust, blocks=blocks, states=fitted)

@@ -129,6 +129,18 @@ def test_the_default_fit_refines_on_segments_of_four_time_scales(problem):
     assert resolve_segment(load_fit_config(overrides=["refine.segment=7"]), pb.data, tau) == 7
 
 
+def test_the_first_stage_is_20_intervals_or_a_quarter_of_a_shorter_segment():
+    from metabolism.fit import resolve_first_segment
+
+    auto = load_fit_config().refine
+    assert auto.first_segment == "auto"
+    assert [resolve_first_segment(auto, s) for s in (4, 10, 11, 20, 21, 263)] == [2, 3, 3, 5, 20, 20]
+    assert resolve_first_segment(auto, 2) is None  # no shorter first stage: one stage
+    fixed = load_fit_config(overrides=["refine.first_segment=20"]).refine
+    assert [resolve_first_segment(fixed, s) for s in (10, 20, 21)] == [None, None, 20]
+    assert resolve_first_segment(load_fit_config(overrides=["refine.first_segment=null"]).refine, 263) is None
+
+
 def test_the_figures_draw_an_interval_the_data_leave_open(problem, tmp_path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -197,6 +197,48 @@ def test_the_tables_score_the_default_fit_at_its_default_node_degree_where_it_wa
     assert (only_curved.loc[only_curved["estimator"] == fr.DEFAULT, "r2_determined"] == 0.98).all()
 
 
+def test_the_tables_score_a_refined_fit_at_its_default_first_stage_where_it_was_fitted_with_it():
+    """Sparse samples (segment 10): the default first stage is 3 intervals, one stage the fit before it; dense
+    ones (segment 104): 20 intervals."""
+    sparse = _rows(0.6, 0.9, gnn="gnn+refine-functions").assign(c_ref=3.4, segment=10, first_segment=None)
+    sparse.loc[sparse["dt"] == 0.1, ["segment", "first_segment"]] = (104, 20)
+    refined = sparse["estimator"].isin([fr.DEFAULT, fr.ORACLE])
+    staged = sparse[refined].assign(r2_determined=0.99, first_segment=3)
+    staged.loc[staged["dt"] == 0.1, "first_segment"] = None
+    rows = fr.at_default(pd.concat([sparse, staged], ignore_index=True))
+    assert len(rows) == len(sparse)
+    got = rows[rows["estimator"].isin([fr.DEFAULT, fr.ORACLE])]
+    assert (got.loc[got["dt"] == 1.0, "r2_determined"] == 0.99).all()
+    assert (got.loc[got["dt"] == 0.1, "first_segment"] == 20).all()
+    assert (rows.loc[~rows["estimator"].isin([fr.DEFAULT, fr.ORACLE]), "r2_determined"] != 0.99).all()
+
+
+def test_the_first_stage_is_compared_with_one_stage_on_sparse_samples_only():
+    """Pairs of the same data set and refined estimator, one stage against the short first stage, where the
+    segment is at most 20 intervals; dense data (segment 104) and the integral-only fits do not enter."""
+    one = _rows(0.6, 0.5, gnn="gnn+refine-functions").assign(c_ref=3.4, node_degree=fr.default_node_degree(),
+                                                           segment=10, first_segment=None)
+    one.loc[one["dt"] == 0.1, ["segment", "first_segment"]] = (104, 20)
+    two = one[one["estimator"].isin([fr.DEFAULT, fr.ORACLE])].assign(r2_determined=0.99, coverage_determined=0.95,
+                                                                      flagged=2, first_segment=3)
+    two.loc[two["estimator"] == fr.ORACLE, "r2_determined"] = 0.5
+    table = fr.first_stage_table(pd.concat([one, two], ignore_index=True))
+    assert len(table) == 4 and set(table["dt"]) == {1.0} and set(table["first_segment"]) == {3}
+    assert sorted(table["estimator"]) == sorted([fr.DEFAULT, fr.DEFAULT, fr.ORACLE, fr.ORACLE])
+    text = fr.first_stage_sentence(table)
+    assert text.startswith("Where the samples are sparse (ecoli core sampled every 1: segments of 10 intervals), "
+                           "a first stage on 3-interval segments")
+    assert "the refined GNN is more accurate on 2 of 2 data sets" in text and "in 2 of 2 (in one stage: 0)" in text
+    assert "the refined oracle is more accurate on 0 of 2 data sets (median R² 0.999 in one stage and 0.500" in text
+    shown = fr.first_stage_display(table)
+    assert list(shown["segments"]) == ["3, 10"] * 4 and shown["R²"].iloc[0] == "0.6000 → 0.9900"
+    assert fr.first_stage_sentence(fr.first_stage_table(one)).startswith("No refinement has yet been run")
+    assert fr.first_stage_count(one) == ("Of the refined fits on sparse samples in the tables above, 2 of the 2 GNN "
+                                         "fits and 2 of the 2 oracle fits were made in one stage, before the first "
+                                         "stage followed the segment.")
+    assert "0 of the 2 GNN fits and 0 of the 2 oracle" in fr.first_stage_count(fr.at_default(pd.concat([one, two])))
+
+
 def test_the_node_curvature_is_compared_with_the_default_fit_on_the_same_data_sets():
     line = _rows(0.95, 0.6).assign(c_ref=3.4, overrides=[["model.c_ref=auto"]] * 16)
     curved = _rows(0.98, 0.91)

@@ -253,11 +253,12 @@ def test_refinement_recovers_k_from_a_wrong_start_on_clean_data(toy):
 
 def test_the_refinements_states_are_its_fitted_trajectories_at_every_sample(toy):
     """From the true k on clean data, the fitted trajectories are the data at every sample, in the data's
-    order, each segment (also the short last one of an experiment) written in full."""
+    order, each segment (also the short last one of an experiment) written in full; only when asked."""
     net, _ = toy
     clean = make_problem(net, n_experiments=3, t_end=20, dt=0.2, noise=0.0, seed=2).data
     ode = tj.MassActionODE(net, net.k, net.lam * net.baseline, -net.lam)
-    ref = tj.refine(ode, clean, None, 7, ["log_k"], iterations=1, covariance=False)
+    assert tj.refine(ode, clean, None, 7, ["log_k"], iterations=1, covariance=False).states is None
+    ref = tj.refine(ode, clean, None, 7, ["log_k"], iterations=1, covariance=False, states=True)
     measured = np.concatenate([e.c for e in clean.experiments])
     assert ref.states.shape == measured.shape and np.isfinite(ref.states).all()
     np.testing.assert_allclose(ref.states, measured, rtol=1e-4)
@@ -281,6 +282,7 @@ def test_the_second_stage_starts_on_the_first_stages_trajectories_when_asked(toy
         calls.clear()
         fit_data(net, pb.data, load_fit_config(overrides=[*base, f"refine.second_start={start}"]), progress=False)
         (first_init, first_states), (second_init, _) = calls
+        assert (first_states is not None) == (start == "first-stage")
         assert (second_init is first_states) == (start == "first-stage")
         assert (second_init is first_init) == (start == "smoothed")
 

@@ -43,6 +43,18 @@ def test_shipped_configs_have_gdss_values():
     assert (z.model.num_layers, z.data.max_node_num, z.data.max_feat_num, z.sampler.scale_eps) == (6, 38, 9, 0.9)
 
 
+def test_the_moses_configs_are_gdss_zinc_settings_on_moses_shapes_at_equal_size():
+    from molgen.build import build_nets
+
+    z, g, c = (load_config(n) for n in ("zinc250k_gdss", "moses_gdss", "moses_can"))
+    assert (z.sde, z.model, z.train, z.sampler) == (g.sde, g.model, g.train, g.sampler)
+    for cfg in (g, c):
+        assert (cfg.data.dataset, cfg.data.max_node_num, cfg.data.max_feat_num) == ("moses", 27, 7)
+        assert (cfg.sde, cfg.train, cfg.sampler) == (g.sde, g.train, g.sampler)
+    sizes = [sum(p.numel() for net in build_nets(cfg) for p in net.parameters()) for cfg in (g, c)]
+    assert abs(sizes[1] / sizes[0] - 1) < 0.05
+
+
 def test_cli_reports_config_errors(capsys, tmp_path):
     assert cli.main(["train", "--config", "tiny", "--out", str(tmp_path), "--set", "model.bogus=1"]) == 2
     assert "model.bogus: unknown key" in capsys.readouterr().err
