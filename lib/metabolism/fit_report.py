@@ -419,8 +419,13 @@ def first_stage_count(rows: pd.DataFrame) -> str:
     if ok.empty:
         return ""
     one = ok["first_segment"].isna()
-    parts = [f"{int((one & (ok['estimator'] == e)).sum())} of the {int((ok['estimator'] == e).sum())} "
-             f"{'GNN' if e == DEFAULT else 'oracle'} fits" for e in REFINED if (ok["estimator"] == e).any()]
+    counts = {"GNN" if e == DEFAULT else "oracle": (int((one & (ok["estimator"] == e)).sum()),
+                                                   int((ok["estimator"] == e).sum()))
+              for e in REFINED if (ok["estimator"] == e).any()}
+    if not one.any():
+        return (f"All the refined fits on sparse samples in the tables above ("
+                + " and ".join(f"{n} {name}" for name, (_, n) in counts.items()) + ") ran the first stage.")
+    parts = [f"{k} of the {n} {name} fits" for name, (k, n) in counts.items()]
     return (f"Of the refined fits on sparse samples in the tables above, {' and '.join(parts)} were made in one "
             f"stage, before the first stage followed the segment.")
 
