@@ -728,6 +728,7 @@ def refine(rhs: RateModel, data: Measurements, initial_states: np.ndarray | None
     improved = loss < start_loss
     if not improved:
         theta, u, loss = theta0, u0, start_loss
+    prob.load(theta)
     fitted = prob.states(theta, u, offsets) if states else None
     cov = cov_robust = None
     blocks = 0
